@@ -1,0 +1,30 @@
+# Everything sets itself up: a fresh clone with Python 3.11 and a C compiler is enough.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.deps-stamp
+
+.PHONY: venv build test demo bench clean
+
+venv: $(STAMP)
+$(STAMP): requirements-dev.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $(STAMP)
+
+# Build the extension in place (fast incremental rebuilds while developing).
+build: venv
+	$(PY) setup.py -q build_ext --inplace
+
+test: build
+	$(PY) -m pytest -q tests
+
+demo: build
+	$(PY) examples/demo.py
+
+bench: build
+	$(PY) -m pytest -q benchmarks
+
+clean:
+	rm -rf build rnnrt/*.so rnnrt/_engine.c *.egg-info

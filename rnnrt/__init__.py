@@ -1,0 +1,20 @@
+"""rnnrt: a CPU inference runtime for recurrent neural networks."""
+
+from .errors import FormatError, InputError, RnnrtError, UnsupportedModelError
+
+__version__ = "0.1.0"
+__all__ = ["convert", "load", "RnnrtError", "FormatError", "UnsupportedModelError",
+           "InputError", "__version__"]
+
+
+def convert(src, dst, *, config=None, spec=None):
+    """Convert an ONNX file or an NPZ of weights (Keras with `config`, PyTorch with `spec`)
+    into a .rnnrt file at `dst`. Returns dst."""
+    from .convert import convert as _convert
+    return _convert(src, dst, config=config, spec=spec)
+
+
+def load(path, *, num_threads=None, verify=True):
+    """Load a .rnnrt file (mmap) and build its execution plan. Returns a Model."""
+    from .model import Model
+    return Model(path, num_threads=num_threads, verify=verify)

@@ -1,0 +1,401 @@
+"""The .rnnrt file container: a JSON header plus aligned raw tensors, read through mmap.
+
+Layout (format v1, every integer little-endian):
+
+    offset 0   magic            8 bytes  b"\\x89RNNRT\\r\\n"
+    offset 8   format version   uint32   1
+    offset 12  header CRC32     uint32   zlib.crc32 of the header bytes
+    offset 16  header length    uint64   number of header bytes
+    offset 24  header           UTF-8 JSON object:
+                 {"format_version": 1,
+                  "graph":    {...},   # the IR; opaque to this module
+                  "tensors":  {name: {"dtype": "float32" | "int32" | "int64" | "uint8",
+                                      "shape": [int, ...],
+                                      "offset": int,   # from the start of the data section
+                                      "nbytes": int,
+                                      "crc32": int}},
+                  "metadata": {...}}   # converter version, source; opaque
+    then       zero bytes up to the data section, which starts at the first multiple of
+               ALIGNMENT after the header; each tensor starts at a multiple of ALIGNMENT
+               from there, C-contiguous and little-endian; gaps are zero bytes; the file
+               ends where the last tensor ends.
+
+The magic, like PNG's, starts with a non-ASCII byte and holds a CR LF pair so that a text-mode
+transfer that mangles line endings is caught at once.
+
+The reader trusts nothing in the file: every length, offset, shape and dtype is checked
+against the file before use and any defect raises FormatError, whatever the bytes are.
+"""
+
+import json
+import math
+import mmap
+import os
+import secrets
+import stat
+import struct
+import sys
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import FormatError
+
+MAGIC = b"\x89RNNRT\r\n"
+FORMAT_VERSION = 1
+ALIGNMENT = 64
+
+_PREAMBLE = struct.Struct("<8sIIQ")  # magic, version, header CRC32, header length
+PREAMBLE_SIZE = _PREAMBLE.size  # 24
+
+# Name in the header -> little-endian NumPy dtype.
+DTYPES = {
+    "float32": np.dtype("<f4"),
+    "int32": np.dtype("<i4"),
+    "int64": np.dtype("<i8"),
+    "uint8": np.dtype("u1"),
+}
+_MAX_NDIM = 32  # NumPy 1.x's limit; a file must load under any supported NumPy
+_TOP_KEYS = ("format_version", "graph", "tensors", "metadata")
+_TENSOR_KEYS = ("dtype", "shape", "offset", "nbytes", "crc32")
+
+
+@dataclass
+class ModelFile:
+    """A parsed .rnnrt file. Each array in `tensors` is a read-only view onto the file's mmap
+    (no copy); the mmap stays open for as long as any of those arrays, or this object, lives."""
+
+    path: str
+    format_version: int
+    file_size: int
+    graph: dict
+    metadata: dict
+    tensors: dict = field(repr=False)
+    _mmap: object = field(default=None, repr=False)
+
+
+def _align(n):
+    return -(-n // ALIGNMENT) * ALIGNMENT
+
+
+def _is_int(v):
+    # bool is a subclass of int, but true/false in a header is never a valid count.
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _shape_too_big(shape, itemsize):
+    # NumPy refuses shapes whose product of non-zero dims times itemsize overflows intp,
+    # even when another dim is 0; refuse them here, as a FormatError, before NumPy does.
+    return math.prod(max(d, 1) for d in shape) * itemsize > sys.maxsize
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _dtype_name(arr):
+    """The header name of arr's dtype (either byte order), or None if not supported."""
+    for name, dt in DTYPES.items():
+        if arr.dtype.kind == dt.kind and arr.dtype.itemsize == dt.itemsize:
+            return name
+    return None
+
+
+def _prepare_tensors(tensors):
+    """Validate tensors; return [(name, dtype name, C-contiguous little-endian array)]."""
+    if not isinstance(tensors, dict):
+        raise FormatError(f"tensors must be a dict of name -> ndarray, "
+                          f"got {type(tensors).__name__}")
+    out = []
+    for name, arr in tensors.items():
+        if not isinstance(name, str) or not name:
+            raise FormatError(f"tensor names must be non-empty strings, got {name!r}")
+        if not isinstance(arr, np.ndarray):
+            raise FormatError(f"tensor {name!r} must be a numpy.ndarray, got {type(arr).__name__}")
+        dname = _dtype_name(arr)
+        if dname is None:
+            raise FormatError(f"tensor {name!r} has unsupported dtype {arr.dtype}; "
+                              f"supported: {', '.join(DTYPES)}")
+        if arr.ndim > _MAX_NDIM:
+            raise FormatError(f"tensor {name!r} has {arr.ndim} dimensions; at most {_MAX_NDIM}")
+        # asarray, not ascontiguousarray: the latter turns a 0-d array into shape (1,)
+        out.append((name, dname, np.asarray(arr, dtype=DTYPES[dname], order="C")))
+    return out
+
+
+def _copy_into(f, buf):
+    """Write buf (a bytes-like object) to f. A seam of its own so tests can make it fail."""
+    f.write(buf)
+
+
+def _encode_header(header):
+    try:
+        text = json.dumps(header, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        return text.encode("utf-8")
+    except (TypeError, ValueError, RecursionError) as e:  # UnicodeEncodeError is a ValueError
+        raise FormatError(f"graph, metadata and tensor names must be plain JSON data: "
+                          f"{e}") from None
+
+
+def write(path, graph, tensors, metadata):
+    """Write a .rnnrt file at `path` and return path (as a str).
+
+    The bytes go to a temporary file in the same directory, which is fsynced and then renamed
+    over `path`; on any failure the temporary file is removed and `path` is left as it was.
+    Tensors are stored C-contiguous and little-endian whatever their layout in memory.
+    """
+    path = os.fspath(path)
+    if not isinstance(graph, dict):
+        raise FormatError(f"graph must be a dict, got {type(graph).__name__}")
+    if not isinstance(metadata, dict):
+        raise FormatError(f"metadata must be a dict, got {type(metadata).__name__}")
+    prepared = _prepare_tensors(tensors)
+
+    table, cursor = {}, 0
+    for name, dname, arr in prepared:
+        offset = _align(cursor)
+        table[name] = {"dtype": dname, "shape": list(arr.shape), "offset": offset,
+                       "nbytes": arr.nbytes, "crc32": zlib.crc32(arr)}
+        cursor = offset + arr.nbytes
+    header = _encode_header({"format_version": FORMAT_VERSION, "graph": graph,
+                             "tensors": table, "metadata": metadata})
+    data_start = _align(PREAMBLE_SIZE + len(header))
+
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp, fd = _create_temp(directory, os.path.basename(path))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            _copy_into(f, _PREAMBLE.pack(MAGIC, FORMAT_VERSION, zlib.crc32(header), len(header)))
+            _copy_into(f, header)
+            _copy_into(f, bytes(data_start - PREAMBLE_SIZE - len(header)))
+            pos = 0  # position within the data section
+            for name, _, arr in prepared:
+                _copy_into(f, bytes(table[name]["offset"] - pos))
+                _copy_into(f, memoryview(arr.reshape(-1).view(np.uint8)))
+                pos = table[name]["offset"] + arr.nbytes
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(directory)  # make the rename itself durable
+    return path
+
+
+def _create_temp(directory, base):
+    """Create an exclusively new file next to the target; return (its path, open fd).
+    Mode 0o666 lets the umask decide permissions, as for any new file."""
+    while True:
+        tmp = os.path.join(directory, f".{base}.{secrets.token_hex(6)}.tmp")
+        try:
+            return tmp, os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+
+
+def _fsync_dir(directory):
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return  # not supported on this platform / filesystem; the data itself is synced
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read(path, *, verify=True):
+    """Open a .rnnrt file, check it and return a ModelFile whose tensors are read-only views
+    onto an mmap of the file. verify=True also checks each tensor's CRC32 and that padding
+    is zero (one pass over the data); structural checks always run.
+
+    Raises FileNotFoundError if there is no such file, FormatError for anything else wrong.
+    """
+    path = os.fspath(path)
+    mm = _map(path)
+    size = len(mm) if mm is not None else 0
+    where = f"{path}:"
+
+    if size < PREAMBLE_SIZE:
+        head = mm[:size] if mm is not None else b""
+        if not MAGIC.startswith(head[:len(MAGIC)]):
+            raise FormatError(f"{where} not an rnnrt file (magic {head[:len(MAGIC)]!r}, "
+                              f"expected {MAGIC!r})")
+        raise FormatError(f"{where} file is {size} bytes, shorter than the "
+                          f"{PREAMBLE_SIZE}-byte preamble: truncated"
+                          + (" (empty file)" if size == 0 else ""))
+
+    magic, version, header_crc, header_len = _PREAMBLE.unpack_from(mm, 0)
+    if magic != MAGIC:
+        raise FormatError(f"{where} not an rnnrt file (magic {magic!r}, expected {MAGIC!r})")
+    if version > FORMAT_VERSION:
+        raise FormatError(f"{where} file is format v{version}; this rnnrt reads up to "
+                          f"v{FORMAT_VERSION}: upgrade rnnrt to load it")
+    if version < 1:
+        raise FormatError(f"{where} invalid format version {version}")
+    if header_len > size - PREAMBLE_SIZE:
+        raise FormatError(f"{where} header length {header_len} runs past the end of the "
+                          f"{size}-byte file: truncated or corrupt")
+
+    header_bytes = mm[PREAMBLE_SIZE:PREAMBLE_SIZE + header_len]
+    if zlib.crc32(header_bytes) != header_crc:
+        raise FormatError(f"{where} header CRC32 mismatch (stored {header_crc:#010x}, computed "
+                          f"{zlib.crc32(header_bytes):#010x}): header is corrupt")
+    header = _parse_header(header_bytes, where)
+    if header["format_version"] != version:
+        raise FormatError(f"{where} header says format_version {header['format_version']} "
+                          f"but the preamble says {version}")
+
+    data_start = _align(PREAMBLE_SIZE + header_len)
+    if data_start > size:
+        raise FormatError(f"{where} data section starts at byte {data_start} but the file is "
+                          f"{size} bytes: truncated")
+    entries = _check_layout(header["tensors"], size - data_start, where)
+    if verify:
+        _verify_bytes(mm, PREAMBLE_SIZE + header_len, data_start, entries, where)
+
+    views = {}
+    for name, e in header["tensors"].items():
+        dt = DTYPES[e["dtype"]]
+        arr = np.frombuffer(mm, dtype=dt, count=e["nbytes"] // dt.itemsize,
+                            offset=data_start + e["offset"])
+        views[name] = arr.reshape(tuple(e["shape"]))
+    return ModelFile(path=path, format_version=version, file_size=size, graph=header["graph"],
+                     metadata=header["metadata"], tensors=views, _mmap=mm)
+
+
+def _map(path):
+    """mmap the whole file read-only; None for an empty file (mmap refuses length 0)."""
+    st = os.stat(path)  # FileNotFoundError propagates, as documented
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+        raise FormatError(f"{path}: is {kind}, not an rnnrt file")
+    try:
+        with open(path, "rb") as f:
+            if os.fstat(f.fileno()).st_size == 0:
+                return None
+            return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)  # stays valid after close
+    except IsADirectoryError:  # replaced by a directory since the stat
+        raise FormatError(f"{path}: is a directory, not an rnnrt file") from None
+
+
+def _reject_duplicates(pairs):
+    obj = {}
+    for k, v in pairs:
+        if k in obj:
+            raise ValueError(f"duplicate key {k!r}")
+        obj[k] = v
+    return obj
+
+
+def _reject_constant(name):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _parse_header(header_bytes, where):
+    try:
+        header = json.loads(header_bytes.decode("utf-8"), object_pairs_hook=_reject_duplicates,
+                            parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise FormatError(f"{where} header is not valid UTF-8 JSON: {e}") from None
+    if not isinstance(header, dict):
+        raise FormatError(f"{where} header must be a JSON object, got {type(header).__name__}")
+    if sorted(header) != sorted(_TOP_KEYS):
+        raise FormatError(f"{where} header keys must be exactly {list(_TOP_KEYS)}, "
+                          f"got {sorted(header)}")
+    if not _is_int(header["format_version"]):
+        raise FormatError(f"{where} header format_version must be an int")
+    for key in ("graph", "tensors", "metadata"):
+        if not isinstance(header[key], dict):
+            raise FormatError(f"{where} header {key} must be a JSON object, "
+                              f"got {type(header[key]).__name__}")
+    for name, e in header["tensors"].items():
+        _check_entry(name, e, where)
+    return header
+
+
+def _check_entry(name, e, where):
+    """Type-check one tensor-table entry and its internal consistency."""
+    t = f"{where} tensor {name!r}:"
+    if not name:
+        raise FormatError(f"{where} empty tensor name")
+    if not isinstance(e, dict) or sorted(e) != sorted(_TENSOR_KEYS):
+        got = sorted(e) if isinstance(e, dict) else type(e).__name__
+        raise FormatError(f"{t} entry must be an object with keys {list(_TENSOR_KEYS)}, got {got}")
+    if not isinstance(e["dtype"], str) or e["dtype"] not in DTYPES:
+        raise FormatError(f"{t} unsupported dtype {e['dtype']!r}; supported: {', '.join(DTYPES)}")
+    shape = e["shape"]
+    if not isinstance(shape, list) or not all(_is_int(d) for d in shape):
+        raise FormatError(f"{t} shape must be a list of ints, got {shape!r}")
+    if any(d < 0 for d in shape):
+        raise FormatError(f"{t} negative dimension in shape {shape}")
+    if len(shape) > _MAX_NDIM:
+        raise FormatError(f"{t} shape has {len(shape)} dimensions; at most {_MAX_NDIM}")
+    for key in ("offset", "nbytes", "crc32"):
+        if not _is_int(e[key]) or e[key] < 0:
+            raise FormatError(f"{t} {key} must be a non-negative int, got {e[key]!r}")
+    if e["crc32"] > 0xFFFFFFFF:
+        raise FormatError(f"{t} crc32 {e['crc32']} does not fit in 32 bits")
+    itemsize = DTYPES[e["dtype"]].itemsize
+    if _shape_too_big(shape, itemsize):
+        raise FormatError(f"{t} shape {shape} is too large")
+    if math.prod(shape) * itemsize != e["nbytes"]:
+        raise FormatError(f"{t} nbytes mismatch: shape {shape} of {e['dtype']} is "
+                          f"{math.prod(shape) * itemsize} bytes, header says {e['nbytes']}")
+    if e["offset"] % ALIGNMENT:
+        raise FormatError(f"{t} offset {e['offset']} is not aligned to {ALIGNMENT} bytes")
+
+
+def _check_layout(table, data_size, where):
+    """Check tensors lie inside the data section without overlapping and that the file ends
+    where the last one does. Returns [(offset, nbytes, name, crc32)] sorted by offset."""
+    entries = sorted((e["offset"], e["nbytes"], name, e["crc32"]) for name, e in table.items())
+    for off, n, name, _ in entries:
+        if off + n > data_size:
+            raise FormatError(f"{where} tensor {name!r} (data bytes {off}..{off + n}) runs past "
+                              f"the end of the file (data section is {data_size} bytes): "
+                              f"truncated or corrupt")
+    end, prev = 0, None  # end of the furthest non-empty tensor so far, and its name
+    for off, n, name, _ in entries:
+        if n == 0:
+            continue  # an empty tensor occupies no bytes, so it overlaps nothing
+        if off < end:
+            raise FormatError(f"{where} tensors {prev!r} and {name!r} overlap "
+                              f"(data byte {off} < {end})")
+        end, prev = off + n, name
+    last = max((off + n for off, n, _, _ in entries), default=0)
+    if last != data_size:
+        raise FormatError(f"{where} {data_size - last} unexpected bytes after the last tensor")
+    return entries
+
+
+def _verify_bytes(mm, header_end, data_start, entries, where):
+    """CRC32 of every tensor, and zeros in every gap, so that no byte of the file goes
+    unchecked: the preamble and header are covered by the checks above."""
+    def check_zero(lo, hi):
+        if hi > lo and np.frombuffer(mm, np.uint8, count=hi - lo, offset=lo).any():
+            raise FormatError(f"{where} non-zero padding between bytes {lo} and {hi}: corrupt")
+
+    check_zero(header_end, data_start)
+    view = memoryview(mm)
+    try:
+        pos = data_start  # end of the bytes checked so far
+        for off, n, name, stored in entries:
+            start = data_start + off
+            check_zero(pos, start)
+            crc = zlib.crc32(view[start:start + n])
+            if crc != stored:
+                raise FormatError(f"{where} tensor {name!r}: data CRC32 mismatch (stored "
+                                  f"{stored:#010x}, computed {crc:#010x}): tensor data is corrupt")
+            pos = max(pos, start + n)
+    finally:
+        view.release()  # an unreleased export would keep the mmap from ever closing

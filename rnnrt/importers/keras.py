@@ -1,0 +1,777 @@
+"""Keras 3 importer: model.to_json() + np.savez(path, *model.get_weights()) -> ir.Graph.
+
+The weights carry no names, only their order, which is the order of model.weights: layer by
+layer in the order the config lists them, and inside a layer in creation order (Dense:
+kernel, bias; Embedding: embeddings; SimpleRNN / LSTM / GRU: kernel (I, G*H),
+recurrent_kernel (H, G*H), bias; Bidirectional: forward layer then backward layer;
+TimeDistributed: the wrapped layer's). The config says how many arrays each layer owns,
+their shapes follow from the shapes flowing through the graph, and every array is checked.
+
+Keras semantics reproduced here (read from the Keras 3 sources):
+  * gates: LSTM kernel columns are i, f, c, o (IR: i, o, f, c); GRU z, r, h (same as IR).
+    GRU reset_after=True has bias (2, 3H) = input bias, recurrent bias and applies the
+    reset gate after the recurrent matmul (IR linear_before_reset); reset_after=False has
+    one bias (3H,) and applies it before.
+  * masks (Masking, Embedding(mask_zero=True)) travel with tensors through every layer that
+    supports masking. A masked step carries the state; its output is the previous output
+    (the carried h) or zero when zero_output_for_mask, which Bidirectional forces to
+    return_sequences on both of its layers. A sequence-to-vector output is the output of
+    the last processed step: the final state, or zero when that step is masked and
+    zero_output_for_mask is set.
+  * go_backwards: outputs are in processing order (IR output_order "step"); the mask passed
+    on stays in input time order. Bidirectional flips the backward outputs back to time
+    order and merges by concat / sum / mul / ave (or returns both when merge_mode is None).
+  * return_state: LSTM states are [h, c], GRU / SimpleRNN [h]; Bidirectional returns the
+    forward states then the backward ones.
+  * Dropout-like layers and the dropout / recurrent_dropout options do nothing at inference.
+  * stateful=True is accepted: each run() starts from zero state, as Keras does after
+    reset_states(); Model.stream() is rnnrt's way to carry state across calls. unroll
+    changes nothing numerically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import ir
+from ..errors import FormatError, UnsupportedModelError
+
+# Keras activation name -> (IR name, alpha, beta); None means the IR default parameters.
+# Each entry reproduces the Keras 3 formula exactly (see keras/src/activations).
+_ACTIVATIONS = {
+    "linear": ("linear", None, None),
+    "relu": ("relu", None, None),
+    "sigmoid": ("sigmoid", None, None),
+    "tanh": ("tanh", None, None),
+    "softmax": ("softmax", None, None),
+    "log_softmax": ("log_softmax", None, None),
+    "elu": ("elu", 1.0, None),
+    "celu": ("elu", 1.0, None),                   # celu(alpha=1) == elu(alpha=1)
+    "selu": ("selu", None, None),                 # same constants as the IR default
+    "softplus": ("softplus", None, None),
+    "softsign": ("softsign", None, None),
+    "silu": ("silu", None, None),
+    "swish": ("silu", None, None),
+    "gelu": ("gelu", None, None),                 # Keras default approximate=False: erf form
+    "exponential": ("exponential", None, None),
+    "hard_sigmoid": ("hard_sigmoid", 1.0 / 6.0, 0.5),   # relu6(x + 3) / 6
+    "hard_silu": ("hard_silu", 1.0 / 6.0, 0.5),
+    "hard_swish": ("hard_silu", 1.0 / 6.0, 0.5),
+    "leaky_relu": ("leaky_relu", 0.2, None),      # Keras default negative_slope=0.2
+    "relu6": ("relu6", None, None),
+    "mish": ("mish", None, None),
+    "log_sigmoid": ("log_sigmoid", None, None),
+    "tanh_shrink": ("tanh_shrink", None, None),
+}
+
+_RECURRENT = ("SimpleRNN", "LSTM", "GRU")
+_CELLS = {"SimpleRNNCell": "SimpleRNN", "LSTMCell": "LSTM", "GRUCell": "GRU"}
+_IR_CELL = {"SimpleRNN": "rnn", "LSTM": "lstm", "GRU": "gru"}
+_GATES = {"SimpleRNN": 1, "LSTM": 4, "GRU": 3}
+# Layers that are the identity at inference and pass the mask on.
+_NO_OPS = ("Dropout", "SpatialDropout1D", "GaussianDropout", "GaussianNoise", "AlphaDropout",
+           "ActivityRegularization", "Identity")
+_ACTIVATION_LAYERS = ("Activation", "ReLU", "LeakyReLU", "ELU", "Softmax")
+SUPPORTED_LAYERS = tuple(sorted(
+    ("InputLayer", "Dense", "Embedding", "Masking", "TimeDistributed", "Bidirectional", "RNN")
+    + _RECURRENT + _NO_OPS + _ACTIVATION_LAYERS))
+
+
+# ----------------------------------------------------------------------------- entry point
+
+def load_keras(weights_npz_path, config) -> ir.Graph:
+    """Build the IR of a Keras 3 Sequential or Functional model.
+
+    weights_npz_path: file written by np.savez(path, *model.get_weights()).
+    config: model.to_json() as a path to a file, a JSON string, or the parsed dict."""
+    model = _read_config(config)
+    arrays = _read_weights(weights_npz_path)
+    calls, input_layers, output_refs, layer_order = _model_graph(model)
+    offsets = _weight_offsets(layer_order, arrays)
+    builder = _Builder(arrays, offsets)
+    builder.declare_inputs(input_layers, calls)
+    builder.run(calls)
+    outputs = [builder.tensor(ref).name for ref in output_refs]
+    metadata = {"source": "keras", "model": model.get("config", {}).get("name")}
+    if builder.notes:
+        metadata["notes"] = builder.notes
+    return ir.Graph(builder.inputs, builder.layers, outputs, metadata).validate()
+
+
+# ----------------------------------------------------------------------------- reading
+
+def _read_config(config) -> dict:
+    if isinstance(config, dict):
+        return config
+    if isinstance(config, (str, os.PathLike)):
+        text = str(config)
+        if not text.lstrip().startswith("{"):
+            try:
+                with open(config, encoding="utf-8") as f:
+                    text = f.read()
+            except OSError as e:
+                raise FormatError(f"cannot read the Keras config {config!r}: {e}") from e
+        try:
+            parsed = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise FormatError(f"the Keras config is not valid JSON (model.to_json()): {e}") from e
+        if isinstance(parsed, dict):
+            return parsed
+    raise FormatError("config must be model.to_json(): a file path, a JSON string or a dict")
+
+
+def _read_weights(path) -> list:
+    """The arrays of np.savez(path, *weights), in order (arr_0, arr_1, ...)."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            files = {k: npz[k] for k in npz.files}
+    except Exception as e:  # zipfile / numpy raise many different types
+        raise FormatError(f"cannot read the weights file {str(path)!r} as .npz: {e}") from e
+    index = {}
+    for key in files:
+        m = re.fullmatch(r"arr_(\d+)", key)
+        if m is None:
+            raise FormatError(
+                f"weights file {str(path)!r} holds an array named {key!r}; expected the "
+                "unnamed arrays of np.savez(path, *model.get_weights()) (arr_0, arr_1, ...)")
+        index[int(m.group(1))] = files[key]
+    if sorted(index) != list(range(len(index))):
+        raise FormatError(f"weights file {str(path)!r} has gaps in arr_0..arr_{len(index) - 1}")
+    return [index[i] for i in range(len(index))]
+
+
+@dataclass
+class _Call:
+    """One application of a layer: config, inbound tensor refs, kwargs, and its key."""
+    layer: dict            # {"class_name", "config", ...}
+    name: str              # layer name
+    node: int              # node index (a shared layer is called more than once)
+    args: list             # refs (layer, node, index) of the positional tensor inputs
+    kwargs: dict
+
+
+def _class(layer: dict) -> str:
+    return layer.get("class_name", "?")
+
+
+def _model_graph(model: dict):
+    """Normalise a Sequential or Functional config into calls, inputs, outputs and the
+    order of weight-owning layers."""
+    kind = _class(model)
+    cfg = model.get("config")
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("layers"), list):
+        raise FormatError(f"the Keras config has no layer list (class {kind!r}); expected "
+                          "model.to_json() of a Sequential or Functional model")
+    if kind == "Sequential":
+        return _sequential_graph(cfg)
+    if kind in ("Functional", "Model"):
+        return _functional_graph(cfg)
+    raise UnsupportedModelError(
+        f"Keras model class {kind!r} is not supported; supported: Sequential, Functional")
+
+
+def _sequential_graph(cfg):
+    layers = list(cfg["layers"])
+    if layers and _class(layers[0]) == "InputLayer":
+        input_layer = layers.pop(0)
+    else:
+        shape = cfg.get("build_input_shape")
+        if shape is None and layers:
+            c = layers[0].get("config", {})
+            shape = c.get("batch_shape") or c.get("batch_input_shape") or \
+                (layers[0].get("build_config") or {}).get("input_shape")
+        if shape is None:
+            raise FormatError("Sequential config has no InputLayer and no input shape")
+        input_layer = {"class_name": "InputLayer",
+                       "config": {"name": "input", "batch_shape": shape}}
+    in_name = input_layer["config"].get("name", "input")
+    calls, prev = [], (in_name, 0, 0)
+    for layer in layers:
+        name = layer.get("config", {}).get("name") or f"layer_{len(calls)}"
+        calls.append(_Call(layer, name, 0, [prev], {}))
+        prev = (name, 0, 0)
+    return calls, [input_layer], [prev], layers
+
+
+def _functional_graph(cfg):
+    by_name, calls, input_layers = {}, [], {}
+    for layer in cfg["layers"]:
+        name = layer.get("name") or layer.get("config", {}).get("name")
+        by_name[name] = layer
+        if _class(layer) == "InputLayer":
+            input_layers[name] = layer
+            continue
+        for node, inbound in enumerate(layer.get("inbound_nodes") or []):
+            args, kwargs = _parse_node(name, inbound)
+            calls.append(_Call(layer, name, node, args, kwargs))
+    inputs = []
+    for ref in _ref_list(cfg.get("input_layers")):
+        if ref[0] not in input_layers:
+            raise FormatError(f"model input {ref[0]!r} is not an InputLayer of the config")
+        inputs.append(input_layers[ref[0]])
+    outputs = _ref_list(cfg.get("output_layers"))
+    order = [l for l in cfg["layers"] if _class(l) != "InputLayer"]
+    return _topological(calls, set(input_layers)), inputs, outputs, order
+
+
+def _ref_list(refs):
+    """input_layers / output_layers: [name, node, index] or a list of those."""
+    if not refs:
+        raise FormatError("Functional config lacks input_layers or output_layers")
+    if isinstance(refs[0], str):
+        refs = [refs]
+    return [tuple(r[:3]) for r in refs]
+
+
+def _parse_node(layer_name, inbound):
+    """Keras 3 node: {"args": [...], "kwargs": {...}} with __keras_tensor__ entries."""
+    if not isinstance(inbound, dict):
+        raise UnsupportedModelError(
+            f"layer {layer_name!r}: this config uses the Keras 2 node format; re-export the "
+            "model with Keras 3 (model.to_json())")
+    args = []
+
+    def collect(obj, into):
+        if isinstance(obj, dict) and obj.get("class_name") == "__keras_tensor__":
+            into.append(tuple(obj["config"]["keras_history"][:3]))
+        elif isinstance(obj, (list, tuple)):
+            for o in obj:
+                collect(o, into)
+
+    collect(inbound.get("args", []), args)
+    kwargs = {}
+    for k, v in (inbound.get("kwargs") or {}).items():
+        refs = []
+        collect(v, refs)
+        kwargs[k] = refs if refs else v
+    return args, kwargs
+
+
+def _topological(calls, ready_layers):
+    """Order calls so that every call comes after the calls producing its inputs."""
+    done = {(name, 0) for name in ready_layers}
+    ordered, pending = [], list(calls)
+    while pending:
+        progress = False
+        for c in list(pending):
+            needs = list(c.args) + [r for v in c.kwargs.values() if isinstance(v, list)
+                                    for r in v if isinstance(r, tuple)]
+            if all((r[0], r[1]) in done for r in needs):
+                ordered.append(c)
+                done.add((c.name, c.node))
+                pending.remove(c)
+                progress = True
+        if not progress:
+            raise FormatError(f"Functional config has inputs that no layer produces: "
+                              f"{sorted({c.name for c in pending})}")
+    return ordered
+
+
+# ----------------------------------------------------------------------------- weights
+
+def _weight_count(layer: dict) -> int:
+    """How many arrays of get_weights() a layer owns, from its config alone."""
+    cls, cfg = _class(layer), layer.get("config", {})
+    if cls == "Dense":
+        return 1 + bool(cfg.get("use_bias", True))
+    if cls == "Embedding":
+        return 1
+    if cls in _RECURRENT or cls == "RNN":
+        cls, cfg = _recurrent_config(layer)
+        return 2 + bool(cfg.get("use_bias", True))
+    if cls == "Bidirectional":
+        fwd, bwd = _bidirectional_layers(layer)
+        return _weight_count(fwd) + _weight_count(bwd)
+    if cls == "TimeDistributed":
+        return _weight_count(cfg.get("layer", {}))
+    return 0
+
+
+def _weight_offsets(layers, arrays):
+    offsets, n, owners = {}, 0, []
+    for layer in layers:
+        name = layer.get("name") or layer.get("config", {}).get("name")
+        k = _weight_count(layer) if _class(layer) in SUPPORTED_LAYERS else 0
+        offsets[name] = n
+        n += k
+        if k:
+            owners.append(f"{name}: {k}")
+    if n != len(arrays):
+        raise FormatError(
+            f"the weights file holds {len(arrays)} arrays but the config implies {n} "
+            f"({', '.join(owners) or 'none'}); save them with "
+            "np.savez(path, *model.get_weights())")
+    return offsets
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def _activation(value, where) -> ir.Act:
+    if value is None:
+        return ir.Act.of("linear")
+    if isinstance(value, dict):   # a registered custom function or a callable object
+        value = value.get("config") if isinstance(value.get("config"), str) else value
+    if not isinstance(value, str) or value not in _ACTIVATIONS:
+        raise UnsupportedModelError(
+            f"{where}: activation {value!r} has no exact rnnrt equivalent; supported: "
+            f"{sorted(_ACTIVATIONS)}")
+    name, alpha, beta = _ACTIVATIONS[value]
+    return ir.Act.of(name, alpha, beta)
+
+
+def _recurrent_config(layer):
+    """(class, merged config) of SimpleRNN / LSTM / GRU, or RNN(SimpleRNNCell/LSTMCell/GRUCell)."""
+    cls, cfg = _class(layer), dict(layer.get("config", {}))
+    if cls == "RNN":
+        cell = cfg.get("cell") or {}
+        if _class(cell) not in _CELLS:
+            raise UnsupportedModelError(
+                f"RNN layer {cfg.get('name')!r}: cell {_class(cell)!r} is not supported; "
+                f"supported cells: {sorted(_CELLS)}")
+        merged = dict(cell.get("config", {}))
+        merged.update({k: v for k, v in cfg.items() if k != "cell"})
+        return _CELLS[_class(cell)], merged
+    return cls, cfg
+
+
+def _bidirectional_layers(layer):
+    cfg = layer.get("config", {})
+    fwd = cfg.get("layer")
+    bwd = cfg.get("backward_layer")
+    if bwd is None and isinstance(fwd, dict):
+        bwd = json.loads(json.dumps(fwd))
+        bwd.setdefault("config", {})["go_backwards"] = not fwd.get("config", {}).get(
+            "go_backwards", False)
+    if not isinstance(fwd, dict) or not isinstance(bwd, dict):
+        raise FormatError(f"Bidirectional layer {cfg.get('name')!r} has no wrapped layer")
+    return fwd, bwd
+
+
+@dataclass
+class _Tensor:
+    name: str           # IR tensor name
+    shape: tuple        # (None, T, F) or (None, F); None = dynamic
+    mask: str | None    # IR name of the (B, T) mask travelling with it
+    dtype: str = "float32"
+
+
+# ----------------------------------------------------------------------------- builder
+
+class _Builder:
+    def __init__(self, arrays, offsets):
+        self.arrays = arrays
+        self.offsets = offsets
+        self.layers = []
+        self.inputs = []
+        self.notes = []
+        self.tensors = {}        # (layer name, node, index) -> _Tensor
+        self.tensor_names = set()
+        self.layer_names = set()
+
+    # ----- bookkeeping
+
+    def tensor(self, ref) -> _Tensor:
+        key = tuple(ref)
+        if key not in self.tensors:
+            raise FormatError(f"the config refers to tensor {list(key)}, which no layer "
+                              "produces")
+        return self.tensors[key]
+
+    @staticmethod
+    def _unique(base, used) -> str:
+        name, k = base, 1
+        while name in used:
+            k += 1
+            name = f"{base}_{k}"
+        used.add(name)
+        return name
+
+    def out_name(self, call, suffix=""):
+        """A fresh IR tensor name: the Keras layer name (":node" for a shared layer's later
+        calls) plus a suffix for secondary outputs."""
+        base = call.name if call.node == 0 else f"{call.name}:{call.node}"
+        return self._unique(base + suffix, self.tensor_names)
+
+    def layer_name(self, call, suffix=""):
+        base = call.name if call.node == 0 else f"{call.name}:{call.node}"
+        return self._unique(base + suffix, self.layer_names)
+
+    def add(self, layer):
+        self.layers.append(layer)
+        return layer
+
+    def weights(self, call, expected):
+        """Take a layer's arrays in order and check each against (label, shape)."""
+        start = self.offsets[call.name]
+        got = self.arrays[start:start + len(expected)]
+        for (label, shape), arr in zip(expected, got):
+            if tuple(arr.shape) != tuple(shape):
+                raise FormatError(
+                    f"{_class(call.layer)} layer {call.name!r}: weight {label} should have "
+                    f"shape {tuple(shape)}, the weights file has {tuple(arr.shape)} "
+                    f"(array arr_{start + expected.index((label, shape))})")
+        return [np.asarray(a, dtype=np.float32) for a in got]
+
+    # ----- inputs
+
+    def declare_inputs(self, input_layers, calls):
+        feeds_embedding = {ref[0] for c in calls if _class(c.layer) == "Embedding"
+                           for ref in c.args}
+        for layer in input_layers:
+            cfg = layer.get("config", {})
+            name = cfg.get("name") or layer.get("name") or "input"
+            shape = cfg.get("batch_shape") or cfg.get("batch_input_shape")
+            if not shape or len(shape) not in (2, 3):
+                raise UnsupportedModelError(
+                    f"input {name!r}: shape {shape} is not supported; expected (batch, time, "
+                    "features) or (batch, time) token ids for an Embedding")
+            dims = (None,) + tuple(None if d is None else int(d) for d in shape[1:])
+            dtype = "int64" if name in feeds_embedding else "float32"
+            self.tensor_names.add(name)
+            self.inputs.append(ir.TensorInfo(name, dims, dtype))
+            self.tensors[(name, 0, 0)] = _Tensor(name, dims, None, dtype)
+
+    # ----- layers
+
+    def run(self, calls):
+        for call in calls:
+            cls = _class(call.layer)
+            handler = getattr(self, "layer_" + cls, None)
+            if handler is None:
+                if cls in _RECURRENT:
+                    handler = self.layer_recurrent
+                elif cls in _NO_OPS:
+                    handler = self.layer_no_op
+                elif cls in _ACTIVATION_LAYERS:
+                    handler = self.layer_activation
+            if handler is None or cls not in SUPPORTED_LAYERS:
+                raise UnsupportedModelError(
+                    f"Keras layer {cls!r} (layer {call.name!r}) is not supported; supported "
+                    f"layers: {', '.join(SUPPORTED_LAYERS)}")
+            if len(call.args) != 1:
+                raise UnsupportedModelError(
+                    f"{cls} layer {call.name!r} takes {len(call.args)} tensor inputs; rnnrt "
+                    "supports layers called on one tensor")
+            for k, v in call.kwargs.items():
+                if isinstance(v, list) and v and isinstance(v[0], tuple):
+                    raise UnsupportedModelError(
+                        f"{cls} layer {call.name!r}: passing {k}= as a tensor is not "
+                        "supported (initial states and explicit masks come in a later "
+                        "version)")
+            x = self.tensor(call.args[0])
+            if x.dtype != "float32" and cls not in ("Embedding",):
+                raise UnsupportedModelError(
+                    f"{cls} layer {call.name!r} reads integer token ids; only an Embedding "
+                    "may read them")
+            outs = handler(call, x)
+            for i, t in enumerate(outs):
+                self.tensors[(call.name, call.node, i)] = t
+
+    def layer_no_op(self, call, x):
+        return [x]
+
+    def layer_Dense(self, call, x):
+        cfg = call.layer.get("config", {})
+        self._check_plain(call, cfg)
+        units = int(cfg["units"])
+        F = x.shape[-1]
+        if F is None:
+            raise UnsupportedModelError(f"Dense layer {call.name!r}: input features unknown")
+        use_bias = bool(cfg.get("use_bias", True))
+        expected = [("kernel", (F, units))] + ([("bias", (units,))] if use_bias else [])
+        w = self.weights(call, expected)
+        act = _activation(cfg.get("activation", "linear"), f"Dense layer {call.name!r}")
+        out = self.out_name(call)
+        self.add(ir.Dense(name=self.layer_name(call), x=x.name, out=out,
+                          kernel=w[0], bias=w[1] if use_bias else None, activation=act))
+        return [_Tensor(out, x.shape[:-1] + (units,), x.mask)]
+
+    def layer_TimeDistributed(self, call, x):
+        inner = call.layer.get("config", {}).get("layer") or {}
+        cls = _class(inner)
+        if len(x.shape) != 3:
+            raise UnsupportedModelError(
+                f"TimeDistributed layer {call.name!r} needs a (batch, time, features) input")
+        # Dense, activations and no-ops act on the last axis, so wrapping changes nothing.
+        wrapped = _Call(dict(inner, name=call.name), call.name, call.node, call.args,
+                        call.kwargs)
+        wrapped.layer.setdefault("config", {})
+        if cls == "Dense":
+            return self.layer_Dense(wrapped, x)
+        if cls in _NO_OPS:
+            return [x]
+        if cls in _ACTIVATION_LAYERS:
+            return self.layer_activation(wrapped, x)
+        raise UnsupportedModelError(
+            f"TimeDistributed layer {call.name!r} wraps {cls!r}; supported inside "
+            f"TimeDistributed: Dense, {', '.join(_ACTIVATION_LAYERS + _NO_OPS)}")
+
+    def layer_activation(self, call, x):
+        cls, cfg = _class(call.layer), call.layer.get("config", {})
+        where = f"{cls} layer {call.name!r}"
+        if cls == "Activation":
+            act = _activation(cfg.get("activation"), where)
+        elif cls == "ReLU":
+            act = self._relu(cfg, where)
+        elif cls == "LeakyReLU":
+            act = ir.Act.of("leaky_relu", float(cfg.get("negative_slope", 0.3)))
+        elif cls == "ELU":
+            act = ir.Act.of("elu", float(cfg.get("alpha", 1.0)))
+        else:  # Softmax
+            axis = cfg.get("axis", -1)
+            axes = axis if isinstance(axis, list) else [axis]
+            if axes not in ([-1], [len(x.shape) - 1]):
+                raise UnsupportedModelError(f"{where}: softmax over axis {axis} is not "
+                                            "supported; only the last axis")
+            if x.mask is not None:
+                raise UnsupportedModelError(f"{where}: a masked softmax is not supported")
+            act = ir.Act.of("softmax")
+        out = self.out_name(call)
+        self.add(ir.Activation(name=self.layer_name(call), x=x.name, out=out,
+                               activation=act))
+        return [_Tensor(out, x.shape, x.mask)]
+
+    @staticmethod
+    def _relu(cfg, where):
+        slope = float(cfg.get("negative_slope") or 0.0)
+        max_value = cfg.get("max_value")
+        threshold = float(cfg.get("threshold") or 0.0)
+        if max_value is None and threshold == 0.0:
+            return ir.Act.of("leaky_relu", slope) if slope else ir.Act.of("relu")
+        if slope == 0.0 and threshold == 0.0 and float(max_value) == 6.0:
+            return ir.Act.of("relu6")
+        if slope == 0.0 and max_value is None:
+            return ir.Act.of("thresholded_relu", threshold)
+        raise UnsupportedModelError(
+            f"{where}: ReLU(negative_slope={slope}, max_value={max_value}, "
+            f"threshold={threshold}) has no exact rnnrt equivalent; supported: plain, "
+            "max_value=6, negative_slope alone, threshold alone")
+
+    def layer_Embedding(self, call, x):
+        cfg = call.layer.get("config", {})
+        self._check_plain(call, cfg)
+        if x.dtype != "int64" or len(x.shape) != 2:
+            raise UnsupportedModelError(
+                f"Embedding layer {call.name!r} must read a (batch, time) model input of "
+                "token ids directly")
+        V, E = int(cfg["input_dim"]), int(cfg["output_dim"])
+        (table,) = self.weights(call, [("embeddings", (V, E))])
+        out = self.out_name(call)
+        mask = self.out_name(call, "/mask") if cfg.get("mask_zero") else None
+        self.add(ir.Embedding(name=self.layer_name(call), ids=x.name, out=out,
+                              table=table, mask=mask))
+        return [_Tensor(out, x.shape + (E,), mask)]
+
+    def layer_Masking(self, call, x):
+        cfg = call.layer.get("config", {})
+        if len(x.shape) != 3:
+            raise UnsupportedModelError(
+                f"Masking layer {call.name!r} needs a (batch, time, features) input")
+        out = self.out_name(call)
+        mask = self.out_name(call, "/mask")
+        self.add(ir.Masking(name=self.layer_name(call), x=x.name, out=out,
+                            mask=mask, mask_value=float(cfg.get("mask_value", 0.0))))
+        return [_Tensor(out, x.shape, mask)]
+
+    @staticmethod
+    def _check_plain(call, cfg):
+        for key in ("lora_rank", "quantization_config"):
+            if cfg.get(key):
+                raise UnsupportedModelError(
+                    f"{_class(call.layer)} layer {call.name!r}: {key}={cfg[key]!r} is not "
+                    "supported")
+
+    # ----- recurrent layers
+
+    def _cell(self, call, layer, I, weights, where):
+        """IR parameters of one direction: W, R, Wb, Rb (each without the D axis), the
+        activations and linear_before_reset."""
+        cls, cfg = _recurrent_config(layer)
+        H, G = int(cfg["units"]), _GATES[cls]
+        kernel, recurrent = weights[0], weights[1]
+        bias = weights[2] if len(weights) > 2 else None
+        W, R = kernel.T, recurrent.T                        # (G*H, I), (G*H, H)
+        Wb, Rb = np.zeros(G * H, np.float32), np.zeros(G * H, np.float32)
+        lbr = False
+        if cls == "LSTM":
+            # Keras columns i, f, c, o -> IR rows i, o, f, c.
+            order = [0, 3, 1, 2]
+            W = np.concatenate([W[k * H:(k + 1) * H] for k in order])
+            R = np.concatenate([R[k * H:(k + 1) * H] for k in order])
+            if bias is not None:
+                Wb = np.concatenate([bias[k * H:(k + 1) * H] for k in order])
+        elif cls == "GRU":
+            lbr = bool(cfg.get("reset_after", True))
+            if bias is not None:
+                if lbr:
+                    Wb, Rb = bias[0], bias[1]
+                else:
+                    Wb = bias
+        elif bias is not None:
+            Wb = bias
+        act = _activation(cfg.get("activation", "tanh"), where)
+        if act.name in ir.ROW_WISE:
+            raise UnsupportedModelError(f"{where}: {act.name} cannot be a cell activation")
+        if cls == "SimpleRNN":
+            acts = [act]
+        else:
+            ract = _activation(cfg.get("recurrent_activation", "sigmoid"), where)
+            if ract.name in ir.ROW_WISE:
+                raise UnsupportedModelError(f"{where}: {ract.name} cannot be a cell activation")
+            acts = [ract, act] + ([act] if cls == "LSTM" else [])
+        return W, R, Wb, Rb, acts, lbr
+
+    @staticmethod
+    def _expected(layer, I):
+        cls, cfg = _recurrent_config(layer)
+        H, G = int(cfg["units"]), _GATES[cls]
+        exp = [("kernel", (I, G * H)), ("recurrent_kernel", (H, G * H))]
+        if cfg.get("use_bias", True):
+            if cls == "GRU" and cfg.get("reset_after", True):
+                exp.append(("bias", (2, G * H)))
+            else:
+                exp.append(("bias", (G * H,)))
+        return exp
+
+    def _sequence_input(self, call, x):
+        if len(x.shape) != 3 or x.shape[-1] is None:
+            raise UnsupportedModelError(
+                f"{_class(call.layer)} layer {call.name!r} needs a (batch, time, features) "
+                f"input with known features, got shape {x.shape}")
+        return x.shape[-1]
+
+    def layer_RNN(self, call, x):
+        return self.layer_recurrent(call, x)
+
+    def layer_recurrent(self, call, x):
+        cls, cfg = _recurrent_config(call.layer)
+        where = f"{_class(call.layer)} layer {call.name!r}"
+        I, H = self._sequence_input(call, x), int(cfg["units"])
+        self._flags(call, cfg)
+        W, R, Wb, Rb, acts, lbr = self._cell(call, call.layer, I,
+                                             self.weights(call, self._expected(call.layer, I)),
+                                             where)
+        backwards = bool(cfg.get("go_backwards", False))
+        seqs, state = bool(cfg.get("return_sequences", False)), bool(cfg.get("return_state"))
+        zero_out = bool(cfg.get("zero_output_for_mask", False))
+        base = self.out_name(call)
+        rec = ir.Recurrent(
+            name=self.layer_name(call), cell=_IR_CELL[cls],
+            direction="reverse" if backwards else "forward", hidden_size=H, input_size=I,
+            x=x.name, W=W[None], R=R[None], Wb=Wb[None], Rb=Rb[None], activations=[acts],
+            linear_before_reset=lbr, output_order="step" if backwards else "time",
+            masked_output="zero" if zero_out else "carry", mask=x.mask)
+        T = x.shape[1]
+        if seqs:
+            rec.y = base
+            output = _Tensor(base, (None, T, H), x.mask)
+        elif zero_out and x.mask is not None:
+            # The output of the last processed step, zero if that step is masked.
+            rec.y = self.unique(base + "/y")
+            self.add(rec)
+            self.add(ir.TimeStep(name=self.unique(call.name + "/last"), x=rec.y, out=base,
+                                 index=-1))
+            output = _Tensor(base, (None, H), None)
+        else:
+            rec.h_last = base
+            output = _Tensor(base, (None, H), None)
+        outs = [output]
+        if state:
+            if rec.h_last is None:
+                rec.h_last = self.unique(base + "/h")
+            outs.append(_Tensor(rec.h_last, (None, H), None))
+            if cls == "LSTM":
+                rec.c_last = self.unique(base + "/c")
+                outs.append(_Tensor(rec.c_last, (None, H), None))
+        if rec not in self.layers:
+            self.add(rec)
+        return outs
+
+    def _flags(self, call, cfg):
+        if cfg.get("stateful"):
+            self.notes.append(f"layer {call.name!r} is stateful in Keras; rnnrt starts every "
+                              "run() from zero state (use Model.stream() to carry state)")
+
+    def layer_Bidirectional(self, call, x):
+        cfg = call.layer.get("config", {})
+        where = f"Bidirectional layer {call.name!r}"
+        fwd, bwd = _bidirectional_layers(call.layer)
+        for sub in (fwd, bwd):
+            if _class(sub) not in _RECURRENT + ("RNN",):
+                raise UnsupportedModelError(
+                    f"{where} wraps {_class(sub)!r}; supported: SimpleRNN, LSTM, GRU, RNN")
+        (fcls, fcfg), (bcls, bcfg) = _recurrent_config(fwd), _recurrent_config(bwd)
+        if fcfg.get("go_backwards") or not bcfg.get("go_backwards"):
+            raise UnsupportedModelError(
+                f"{where}: only a forward layer with a go_backwards backward layer is supported")
+        if fcls != bcls or fcfg["units"] != bcfg["units"] or (
+                fcls == "GRU" and fcfg.get("reset_after", True) != bcfg.get("reset_after", True)):
+            raise UnsupportedModelError(
+                f"{where}: forward and backward layers differ in type, units or reset_after")
+        I, H = self._sequence_input(call, x), int(fcfg["units"])
+        self._flags(call, fcfg)
+        fexp, bexp = self._expected(fwd, I), self._expected(bwd, I)
+        w = self.weights(call, [("forward " + l, s) for l, s in fexp]
+                         + [("backward " + l, s) for l, s in bexp])
+        fp = self._cell(call, fwd, I, w[:len(fexp)], where)
+        bp = self._cell(call, bwd, I, w[len(fexp):], where)
+        seqs, state = bool(fcfg.get("return_sequences")), bool(fcfg.get("return_state"))
+        merge = cfg.get("merge_mode", "concat")
+        if merge not in ir.MERGE_MODES + (None,):
+            raise UnsupportedModelError(f"{where}: merge_mode {merge!r} is not supported")
+        base = self.out_name(call)
+        rec = ir.Recurrent(
+            name=self.layer_name(call), cell=_IR_CELL[fcls],
+            direction="bidirectional", hidden_size=H, input_size=I, x=x.name,
+            W=np.stack([fp[0], bp[0]]), R=np.stack([fp[1], bp[1]]),
+            Wb=np.stack([fp[2], bp[2]]), Rb=np.stack([fp[3], bp[3]]),
+            activations=[fp[4], bp[4]], linear_before_reset=fp[5],
+            # Bidirectional sets zero_output_for_mask = return_sequences on both layers.
+            masked_output="zero" if seqs else "carry", mask=x.mask)
+        T = x.shape[1]
+        if seqs:
+            both, shape, mask = self.unique(base + "/y"), (None, T), x.mask
+            rec.y = both
+        else:
+            both, shape, mask = self.unique(base + "/h"), (None,), None
+            rec.h_last = both
+        self.add(rec)
+        if merge == "concat":
+            self.used_names.discard(both)
+            # Name the merged output after the layer: rename the recurrent output.
+            if seqs:
+                rec.y = base
+            else:
+                rec.h_last = base
+            outs = [_Tensor(base, shape + (2 * H,), mask)]
+        elif merge is None:
+            outs = [self._slice(call, both, 0, H, shape, mask, "/forward"),
+                    self._slice(call, both, H, 2 * H, shape, mask, "/backward")]
+        else:
+            self.add(ir.MergeDirections(name=self.unique(call.name + "/merge"), x=both,
+                                        out=base, mode=merge))
+            outs = [_Tensor(base, shape + (H,), mask)]
+        if state:
+            if rec.h_last is None:
+                rec.h_last = self.unique(base + "/h")
+            hs = [self._slice(call, rec.h_last, 0, H, (None,), None, "/forward_h"),
+                  self._slice(call, rec.h_last, H, 2 * H, (None,), None, "/backward_h")]
+            cs = [None, None]
+            if fcls == "LSTM":
+                rec.c_last = self.unique(base + "/c")
+                cs = [self._slice(call, rec.c_last, 0, H, (None,), None, "/forward_c"),
+                      self._slice(call, rec.c_last, H, 2 * H, (None,), None, "/backward_c")]
+            for h, c in zip(hs, cs):
+                outs += [h] + ([c] if c is not None else [])
+        return outs
+
+    def _slice(self, call, src, start, stop, shape, mask, suffix):
+        out = self.out_name(call, suffix)
+        self.add(ir.FeatureSlice(name=self.unique(call.name + suffix), x=src, out=out,
+                                 start=start, stop=stop))
+        return _Tensor(out, shape + (stop - start,), mask)

@@ -1,0 +1,281 @@
+"""Model (whole sequences) and Stream (one step at a time) over a loaded .rnnrt file.
+
+Every check on user input happens here, in Python, before the single C call.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import NamedTuple
+
+import numpy as np
+
+from . import _engine, fileformat, plan
+from .errors import InputError
+
+_DTYPES = {"float32": np.float32, "int64": np.int64, "int32": np.int32}
+
+
+class TensorSpec(NamedTuple):
+    """A model input or output: name, shape (None for a dynamic axis), dtype."""
+    name: str
+    shape: tuple
+    dtype: str
+
+
+def _public_shape(shape):
+    return tuple(None if isinstance(d, str) else d for d in shape)
+
+
+def default_threads() -> int:
+    """OMP_NUM_THREADS when set (Dask and Ray set it per worker), else the core count."""
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    try:
+        n = int(env.split(",")[0])
+    except ValueError:
+        n = os.cpu_count() or 1
+    return max(1, n)
+
+
+def _as_array(name: str, value, dtype: str) -> np.ndarray:
+    """Convert one user input to the dtype the model reads, or say why it cannot."""
+    try:
+        arr = np.asarray(value)
+    except Exception as e:  # ragged lists and the like
+        raise InputError(f"input {name!r}: expected a numeric array, got {type(value).__name__}"
+                         f" that NumPy cannot convert ({e})") from None
+    kind = arr.dtype.kind
+    if dtype == "float32" and kind not in "fiub":
+        raise InputError(f"input {name!r}: expected float32 (or a real numeric dtype), got "
+                         f"dtype {arr.dtype}")
+    if dtype in ("int64", "int32") and kind not in "iu":
+        raise InputError(f"input {name!r}: expected integer {dtype} values (token ids or "
+                         f"lengths), got dtype {arr.dtype}")
+    return np.ascontiguousarray(arr, dtype=_DTYPES[dtype])
+
+
+def _bind(spec: plan.Slot, arr: np.ndarray, sizes: dict, drop_time=False) -> None:
+    """Check arr's shape against a symbolic shape, binding batch / time in `sizes`."""
+    shape = tuple(d for d in spec.shape if not (drop_time and d == plan.TIME))
+    shown = tuple("batch" if d == plan.BATCH else "time" if d == plan.TIME else d for d in shape)
+    if arr.ndim != len(shape):
+        raise InputError(f"input {spec.name!r}: expected rank {len(shape)} {shown}, got "
+                         f"shape {arr.shape}")
+    for axis, (want, got) in enumerate(zip(shape, arr.shape)):
+        if isinstance(want, str):
+            if sizes.setdefault(want, got) != got:
+                raise InputError(f"input {spec.name!r}: axis {axis} ({want}) is {got}, but "
+                                 f"another input has {want} {sizes[want]}")
+        elif want != got:
+            what = "features" if axis == len(shape) - 1 else f"size on axis {axis}"
+            raise InputError(f"input {spec.name!r}: expected {want} {what}, got {got} "
+                             f"(shape {arr.shape}, expected {shown})")
+
+
+def _match_feeds(names: list, inputs) -> dict:
+    """{name: value} for each of `names`, from one value or a dict."""
+    if isinstance(inputs, dict):
+        unknown = sorted(set(inputs) - set(names))
+        if unknown:
+            raise InputError(f"unknown input name(s) {unknown}; the model's inputs are {names}")
+        missing = [n for n in names if n not in inputs]
+        if missing:
+            raise InputError(f"missing input(s) {missing}; the model's inputs are {names}")
+        return inputs
+    if len(names) != 1:
+        raise InputError(f"the model has {len(names)} inputs {names}: pass a dict "
+                         f"{{name: array}}")
+    return {names[0]: inputs}
+
+
+class Model:
+    """A loaded model. Thread-safe: run() may be called from many threads at once."""
+
+    def __init__(self, path, *, num_threads=None, verify=True):
+        self.path = os.fspath(path)
+        self._file = fileformat.read(self.path, verify=verify)
+        self._plan = plan.build(self._file.graph, self._file.tensors)
+        self._engine = _engine.Engine(self._plan.ops)
+        if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
+            raise InputError(f"num_threads must be a positive int, got {num_threads!r}")
+        self.num_threads = num_threads or default_threads()
+        self._num_threads_arg = num_threads
+        self._verify = verify
+        slots = self._plan.slots
+        self.inputs = [TensorSpec(s.name, _public_shape(s.shape), s.dtype)
+                       for s in self._plan.inputs]
+        self.outputs = [TensorSpec(slots[i].name, _public_shape(slots[i].shape), slots[i].dtype)
+                        for i in self._plan.outputs]
+        # Embedding tables by the graph input they read: ids are range-checked in Python.
+        self._vocab = {}
+        for op, slot_ids in ((op, op["in"]) for op in self._plan.ops):
+            if op["kind"] == plan.OP_CODES["Embedding"] and slot_ids[0] < len(self._plan.inputs):
+                self._vocab[slots[slot_ids[0]].name] = op["vocab"]
+
+    def __reduce__(self):
+        return (_load_for_pickle, (self.path, self._num_threads_arg, self._verify))
+
+    def __repr__(self):
+        return (f"rnnrt.Model({self.path!r}, inputs={[i.name for i in self.inputs]}, "
+                f"outputs={[o.name for o in self.outputs]})")
+
+    @property
+    def graph(self) -> dict:
+        """The graph document of the file (layers, attributes, tensor names)."""
+        return self._file.graph
+
+    @property
+    def metadata(self) -> dict:
+        return self._file.metadata
+
+    def _check_ids(self, name, arr):
+        vocab = self._vocab.get(name)
+        if vocab is not None and arr.size:
+            lo, hi = int(arr.min()), int(arr.max())
+            if lo < 0 or hi >= vocab:
+                bad = lo if lo < 0 else hi
+                raise InputError(f"input {name!r}: token id {bad} is out of range; the "
+                                 f"embedding has {vocab} rows (ids 0..{vocab - 1})")
+
+    def run(self, inputs) -> list:
+        """Run whole sequences: one array, or {name: array}. Returns the outputs in order."""
+        feeds = _match_feeds([s.name for s in self._plan.inputs], inputs)
+        sizes = {}
+        arrays = []
+        for spec in self._plan.inputs:
+            arr = _as_array(spec.name, feeds[spec.name], spec.dtype)
+            _bind(spec, arr, sizes)
+            self._check_ids(spec.name, arr)
+            arrays.append(arr)
+        B, T = sizes.get(plan.BATCH, 1), sizes.get(plan.TIME, 1)
+        if B < 1 or T < 1:
+            raise InputError(f"batch and time must be at least 1, got batch {B}, time {T}")
+        for spec, arr in zip(self._plan.inputs, arrays):
+            if spec.dtype == "int32" and arr.size and (arr.min() < 0 or arr.max() > T):
+                raise InputError(f"input {spec.name!r}: sequence lengths must lie in 0..{T} "
+                                 f"(the time axis), got {arr.min()}..{arr.max()}")
+        buffers = arrays + [np.empty(s.concrete(B, T), dtype=s.dtype)
+                            for s in self._plan.slots[len(arrays):]]
+        threads = min(self.num_threads, B)
+        work = np.empty(self._engine.work_floats(B, T, threads), dtype=np.float32)
+        bad = self._engine.run(buffers, B, T, threads, work)
+        if bad >= 0:  # ids are checked above; this guards the C side all the same
+            raise InputError("a token id is out of range of the embedding table")
+        n_in = len(arrays)
+        return [buffers[i].copy() if i < n_in else buffers[i] for i in self._plan.outputs]
+
+    def __call__(self, x) -> np.ndarray:
+        return self.run(x)[0]
+
+    def stream(self, batch_size: int = 1) -> "Stream":
+        """A stateful stream over forward-only models: one time step per step() call."""
+        return Stream(self, batch_size)
+
+
+def _load_for_pickle(path, num_threads, verify):
+    return Model(path, num_threads=num_threads, verify=verify)
+
+
+class Stream:
+    """Step-by-step inference with carried state. Not for use by two threads at once."""
+
+    def __init__(self, model: Model, batch_size: int):
+        for name, cell, D, H, S, direction in model._plan.recurrent:
+            if direction != "forward":
+                raise InputError(f"recurrent layer {name!r} is {direction}: step() needs "
+                                 f"forward-only layers (a {direction} layer reads the future)")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise InputError(f"batch_size must be a positive int, got {batch_size!r}")
+        self.model = model
+        self.batch_size = B = batch_size
+        p = model._plan
+        state_inputs = {op_in for op in p.ops if op["kind"] == plan.OP_CODES["Recurrent"]
+                        for op_in in op["in"][1:] if op_in >= 0}
+        # Step inputs: graph inputs other than lengths and initial states (the stream's own).
+        self._step_inputs = [i for i, s in enumerate(p.inputs) if i not in state_inputs]
+        self._buffers = [None if i in state_inputs else np.zeros(s.concrete(B, 1), s.dtype)
+                         for i, s in enumerate(p.inputs)]
+        self._buffers += [np.zeros(s.concrete(B, 1), s.dtype) for s in p.slots[len(p.inputs):]]
+        self._h = [np.zeros((1, B, S), np.float32) for (_, _, _, H, S, _) in p.recurrent]
+        self._c = [np.zeros((1, B, H), np.float32) for (_, _, _, H, S, _) in p.recurrent]
+        self._threads = min(model.num_threads, B)
+        self._work = np.empty(model._engine.work_floats(B, 1, self._threads), np.float32)
+        out = p.slots[p.outputs[0]]
+        self._out_shape = tuple(B if d == plan.BATCH else d for d in out.shape if d != plan.TIME)
+        self._lock = threading.Lock()
+
+    def reset(self) -> None:
+        """Back to the zero state."""
+        for a in self._h + self._c:
+            a.fill(0.0)
+
+    @property
+    def state(self) -> dict:
+        """Copies of the carried states: {'<layer>.h': (B, S), '<layer>.c': (B, H) (lstm)}."""
+        out = {}
+        for (name, cell, *_), h, c in zip(self.model._plan.recurrent, self._h, self._c):
+            out[f"{name}.h"] = h[0].copy()
+            if cell == "lstm":
+                out[f"{name}.c"] = c[0].copy()
+        return out
+
+    @state.setter
+    def state(self, value: dict) -> None:
+        expected = self.state
+        if not isinstance(value, dict) or set(value) != set(expected):
+            got = sorted(value) if isinstance(value, dict) else type(value).__name__
+            raise InputError(f"state must be a dict with keys {sorted(expected)}, got {got}")
+        arrays = {}
+        for key, ref in expected.items():
+            arr = _as_array(key, value[key], "float32")
+            if arr.shape != ref.shape:
+                raise InputError(f"state {key!r}: expected shape {ref.shape}, got {arr.shape}")
+            arrays[key] = arr
+        for (name, cell, *_), h, c in zip(self.model._plan.recurrent, self._h, self._c):
+            h[0] = arrays[f"{name}.h"]
+            if cell == "lstm":
+                c[0] = arrays[f"{name}.c"]
+
+    def step(self, x_t, out=None) -> np.ndarray:
+        """Advance one time step. x_t: (batch, features), or (features,) when batch_size is 1
+        (a dict {name: array} for several inputs). Returns this step's first output."""
+        p = self.model._plan
+        if isinstance(x_t, dict):
+            feeds = _match_feeds([p.inputs[i].name for i in self._step_inputs], x_t)
+        elif len(self._step_inputs) == 1:
+            feeds = {p.inputs[self._step_inputs[0]].name: x_t}
+        else:
+            raise InputError("the model has several step inputs: pass a dict {name: array}")
+        if not self._lock.acquire(blocking=False):
+            raise InputError("this Stream is being stepped by another thread; use one Stream "
+                             "per thread")
+        try:
+            for i in self._step_inputs:
+                spec = p.inputs[i]
+                arr = _as_array(spec.name, feeds[spec.name], spec.dtype)
+                if self.batch_size == 1 and arr.ndim == len(spec.shape) - 2:
+                    arr = arr[None]
+                _bind(spec, arr, {plan.BATCH: self.batch_size}, drop_time=True)
+                self.model._check_ids(spec.name, arr)
+                self._buffers[i].reshape(arr.shape)[...] = arr
+            bad = self.model._engine.run(self._buffers, self.batch_size, 1, self._threads,
+                                         self._work, self._h, self._c)
+            if bad >= 0:
+                raise InputError("a token id is out of range of the embedding table")
+            result = self._buffers[p.outputs[0]].reshape(self._out_shape)
+            if out is None:
+                return result.copy()
+            if not isinstance(out, np.ndarray) or out.shape != self._out_shape or \
+                    out.dtype != np.float32:
+                raise InputError(f"out must be a float32 array of shape {self._out_shape}, got "
+                                 f"{getattr(out, 'dtype', type(out).__name__)} "
+                                 f"{getattr(out, 'shape', '')}")
+            out[...] = result
+            return out
+        finally:
+            self._lock.release()
+
+    def __reduce__(self):
+        raise TypeError("a Stream does not pickle: it holds live state; pickle the Model and "
+                        "carry Stream.state instead")

@@ -1,0 +1,397 @@
+"""From a .rnnrt graph document to an execution plan: validation and shape inference.
+
+The document comes from a file and is not trusted: every attribute is type-checked and
+every packed tensor's shape is checked against the attributes before C sees a pointer.
+Shapes are symbolic: "batch" and "time" stand for the sizes of the call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import ir
+from .errors import FormatError
+
+BATCH, TIME = "batch", "time"
+
+CELLS = {"rnn": 0, "lstm": 1, "gru": 2}
+Y_LAYOUT_CODES = {"btf": 0, "btdh": 0, "tbf": 1, "tdbh": 2}
+ACT_CODES = {name: i for i, name in enumerate(
+    ["linear", "relu", "tanh", "sigmoid", "affine", "leaky_relu", "thresholded_relu",
+     "scaled_tanh", "hard_sigmoid", "elu", "softsign", "softplus", "relu6", "selu", "silu",
+     "exponential", "gelu", "gelu_tanh", "mish", "hard_silu", "log_sigmoid", "tanh_shrink",
+     "softmax", "log_softmax"])}
+OP_CODES = {"Recurrent": 0, "Embedding": 1, "Masking": 2, "Dense": 3, "Activation": 4,
+            "TimeStep": 5, "FeatureSlice": 6, "MergeDirections": 7}
+MERGE_CODES = {"sum": 0, "mul": 1, "ave": 2}
+
+
+@dataclass
+class Slot:
+    """One tensor of the plan: its symbolic shape and dtype."""
+    name: str
+    shape: tuple
+    dtype: str
+
+    def concrete(self, B: int, T: int) -> tuple:
+        return tuple(B if d == BATCH else T if d == TIME else d for d in self.shape)
+
+
+@dataclass
+class Plan:
+    """What the engine needs: slots, op specs, and which slots are inputs / outputs."""
+    slots: list            # list[Slot]
+    ops: list              # list[dict], one per layer, for _engine.Plan
+    inputs: list           # list[Slot] of the graph inputs (slot index = position)
+    outputs: list          # slot indices of the graph outputs
+    recurrent: list        # (layer name, cell, D, H, S, direction) per recurrent op
+    input_consumers: dict  # input name -> kinds of layers reading it
+
+
+def _fail(layer, msg):
+    raise FormatError(f"layer {layer.get('name')!r} ({layer.get('kind')}): {msg}")
+
+
+def _attr(layer, key, types, optional=False):
+    attrs = layer["attrs"]
+    v = attrs.get(key)
+    if v is None and optional:
+        return None
+    if isinstance(v, bool) and bool not in types:
+        _fail(layer, f"attribute {key!r} must be {types}, got {v!r}")
+    if not isinstance(v, types):
+        _fail(layer, f"attribute {key!r} must be {[t.__name__ for t in types]}, got {v!r}")
+    return v
+
+
+def _act(layer, d, row_wise_ok=False):
+    if not isinstance(d, dict) or not isinstance(d.get("name"), str):
+        _fail(layer, f"bad activation {d!r}")
+    name = d["name"]
+    if name not in ACT_CODES or (name in ir.ROW_WISE and not row_wise_ok):
+        _fail(layer, f"unknown activation {name!r}")
+    alpha, beta = d.get("alpha", 0.0), d.get("beta", 0.0)
+    if not all(isinstance(v, (int, float)) and np.isfinite(v) for v in (alpha, beta)):
+        _fail(layer, f"activation {name!r} parameters must be finite numbers")
+    return (ACT_CODES[name], float(alpha), float(beta))
+
+
+def _tensor(layer, tensors, role, shape, optional=False):
+    name = layer["params"].get(role) if isinstance(layer.get("params"), dict) else None
+    if name is None:
+        if optional:
+            return None
+        _fail(layer, f"missing parameter {role!r}")
+    arr = tensors.get(name)
+    if arr is None:
+        _fail(layer, f"parameter {role!r} names tensor {name!r}, which is not in the file")
+    if arr.dtype != np.float32 or arr.shape != tuple(shape):
+        _fail(layer, f"parameter {role!r} must be float32 {tuple(shape)}, got {arr.dtype} "
+                     f"{arr.shape}")
+    return arr
+
+
+def input_shape(info: dict, time_major: bool) -> tuple:
+    """Symbolic shape of a graph input: dynamic axes become batch / time."""
+    shape = info["shape"]
+    dyn = [i for i, d in enumerate(shape) if d is None or isinstance(d, str)]
+    out = list(shape)
+    if len(dyn) >= 2 and dyn[:2] == [0, 1]:
+        out[0], out[1] = (TIME, BATCH) if time_major else (BATCH, TIME)
+    for i in dyn:
+        if not isinstance(out[i], str) or out[i] not in (BATCH, TIME):
+            out[i] = BATCH
+    return tuple(out)
+
+
+def _first_time_major(doc, name) -> bool:
+    """Whether the first recurrent layer downstream of tensor `name` is time-major."""
+    frontier = {name}
+    for layer in doc["layers"]:
+        a = layer["attrs"]
+        reads = {v for k, v in a.items() if k in ("x", "ids", "h0", "c0") and v}
+        if reads & frontier:
+            if layer["kind"] == "Recurrent":
+                return bool(a.get("time_major"))
+            frontier |= {v for k, v in a.items() if k in ("out", "mask") and v}
+    return False
+
+
+def build(doc: dict, tensors: dict) -> Plan:
+    """Validate a graph document against its tensors and infer every tensor's shape."""
+    if not isinstance(doc, dict) or not all(k in doc for k in ("inputs", "layers", "outputs")):
+        raise FormatError("graph must have inputs, layers and outputs")
+    slots, index = [], {}
+
+    def define(name, shape, dtype, layer=None):
+        if not isinstance(name, str) or name in index:
+            raise FormatError(f"tensor name {name!r} is invalid or defined twice")
+        index[name] = len(slots)
+        slots.append(Slot(name, tuple(shape), dtype))
+        return index[name]
+
+    def read(layer, name, rank=None):
+        if name is None:
+            return -1, None
+        if name not in index:
+            _fail(layer, f"reads {name!r}, which is not defined before it")
+        s = slots[index[name]]
+        if rank is not None and len(s.shape) != rank:
+            _fail(layer, f"input {name!r} must have rank {rank}, has shape {s.shape}")
+        return index[name], s
+
+    inputs = []
+    for info in doc["inputs"]:
+        if not isinstance(info, dict) or info.get("dtype") not in ("float32", "int64", "int32"):
+            raise FormatError(f"bad graph input {info!r}")
+        shape = info.get("shape")
+        if not isinstance(shape, list) or not all(
+                d is None or isinstance(d, str) or (isinstance(d, int) and d >= 0) for d in shape):
+            raise FormatError(f"bad shape for graph input {info.get('name')!r}: {shape!r}")
+        sym = input_shape(info, _first_time_major(doc, info.get("name")))
+        define(info.get("name"), sym, info["dtype"])
+        inputs.append(slots[-1])
+
+    ops, recurrent, consumers = [], [], {}
+    for layer in doc["layers"]:
+        if not isinstance(layer, dict) or layer.get("kind") not in OP_CODES:
+            raise FormatError(f"unknown layer {layer!r:.200}")
+        if not isinstance(layer.get("attrs"), dict) or not isinstance(layer.get("name"), str):
+            raise FormatError(f"layer {layer.get('name')!r}: attrs and name required")
+        kind = layer["kind"]
+        for key in ("x", "ids"):
+            n = layer["attrs"].get(key)
+            if isinstance(n, str):
+                consumers.setdefault(n, set()).add(kind)
+        op = _BUILDERS[kind](layer, tensors, read, define)
+        op["kind"] = OP_CODES[kind]
+        if kind == "Recurrent":
+            recurrent.append(op.pop("_info"))
+            op["stream_state"] = len(recurrent) - 1
+        ops.append(op)
+    outputs = []
+    if not isinstance(doc["outputs"], list) or not doc["outputs"]:
+        raise FormatError("graph has no outputs")
+    for name in doc["outputs"]:
+        if name not in index:
+            raise FormatError(f"graph output {name!r} is not produced by any layer")
+        outputs.append(index[name])
+    return Plan(slots, ops, inputs, outputs, recurrent, consumers)
+
+
+def _rows(layer, shape):
+    """(seq, rows_mult) of a tensor whose rows are all axes but the last."""
+    lead = shape[:-1]
+    if BATCH not in lead:
+        _fail(layer, f"input of shape {shape} has no batch axis")
+    mult = 1
+    for d in lead:
+        if isinstance(d, int):
+            mult *= d
+    return int(TIME in lead), mult
+
+
+def _recurrent(layer, tensors, read, define):
+    a = layer["attrs"]
+    cell = _attr(layer, "cell", (str,))
+    if cell not in CELLS:
+        _fail(layer, f"unknown cell {cell!r}")
+    direction = _attr(layer, "direction", (str,))
+    if direction not in ("forward", "reverse", "bidirectional"):
+        _fail(layer, f"unknown direction {direction!r}")
+    D = 2 if direction == "bidirectional" else 1
+    G = len(ir.GATES[cell])
+    H = _attr(layer, "hidden_size", (int,))
+    I = _attr(layer, "input_size", (int,))
+    if H < 1 or I < 1:
+        _fail(layer, "sizes must be positive")
+    tm = _attr(layer, "time_major", (bool,))
+    y_layout = _attr(layer, "y_layout", (str,))
+    state_layout = _attr(layer, "state_layout", (str,))
+    if y_layout not in Y_LAYOUT_CODES or state_layout not in ir.STATE_LAYOUTS:
+        _fail(layer, "unknown layout")
+    order = _attr(layer, "output_order", (str,))
+    masked = _attr(layer, "masked_output", (str,))
+    if order not in ("time", "step") or masked not in ("zero", "carry"):
+        _fail(layer, "bad output_order / masked_output")
+    if order == "step" and direction != "reverse":
+        _fail(layer, "output_order 'step' applies only to a reverse direction")
+    clip = _attr(layer, "clip", (int, float), optional=True)
+    if clip is not None and not (np.isfinite(clip) and clip > 0):
+        _fail(layer, "clip must be a positive number")
+    lbr = _attr(layer, "linear_before_reset", (bool,))
+    input_forget = _attr(layer, "input_forget", (bool,))
+    acts = a.get("activations")
+    n_act = ir.NUM_ACTIVATIONS[cell]
+    if not isinstance(acts, list) or len(acts) != D or any(
+            not isinstance(x, list) or len(x) != n_act for x in acts):
+        _fail(layer, f"need {n_act} activations for each of {D} direction(s)")
+    act_codes = [[_act(layer, x) for x in per] for per in acts]
+
+    # The state size comes from the recurrent weights (projection makes it differ from H).
+    rt_name = layer.get("params", {}).get("Rt") if isinstance(layer.get("params"), dict) else None
+    rt = tensors.get(rt_name) if isinstance(rt_name, str) else None
+    S = rt.shape[1] if rt is not None and rt.ndim == 3 else H
+    params = {
+        "Wt": _tensor(layer, tensors, "Wt", (I, D * G * H)),
+        "Rt": _tensor(layer, tensors, "Rt", (D, S, G * H)),
+        "b": _tensor(layer, tensors, "b", (D, G * H)),
+        "rbh": _tensor(layer, tensors, "rbh", (D, H), optional=True),
+        "P": _tensor(layer, tensors, "P", (D, 3 * H), optional=True),
+        "Projt": _tensor(layer, tensors, "Projt", (D, H, S), optional=True),
+    }
+    if (params["P"] is not None or params["Projt"] is not None) and cell != "lstm":
+        _fail(layer, "peepholes and projection exist only for lstm")
+    if (params["rbh"] is not None) != (cell == "gru" and lbr):
+        _fail(layer, "rbh must be present exactly for GRU with linear_before_reset")
+    if S != H and params["Projt"] is None:
+        _fail(layer, f"state size {S} differs from hidden size {H} without a projection")
+    if input_forget and cell != "lstm":
+        _fail(layer, "input_forget is lstm-only")
+
+    seq = (TIME, BATCH) if tm else (BATCH, TIME)
+    x_i, xs = read(layer, _attr(layer, "x", (str,)), 3)
+    if xs.dtype != "float32" or xs.shape != seq + (I,):
+        _fail(layer, f"x must be float32 {seq + (I,)}, got {xs.dtype} {xs.shape}")
+    lens_i, ls = read(layer, _attr(layer, "seq_lens", (str,), optional=True), 1)
+    if ls is not None and (ls.dtype != "int32" or ls.shape != (BATCH,)):
+        _fail(layer, f"seq_lens must be int32 (batch,), got {ls.dtype} {ls.shape}")
+    mask_i, ms = read(layer, _attr(layer, "mask", (str,), optional=True), 2)
+    if ms is not None and (ms.dtype != "uint8" or ms.shape != (BATCH, TIME) or tm):
+        _fail(layer, "mask must be uint8 (batch, time) for a batch-major layer")
+    state_shape = (lambda w: (D, BATCH, w)) if state_layout == "dbh" else (lambda w: (BATCH, D, w))
+    h0_i, hs = read(layer, _attr(layer, "h0", (str,), optional=True), 3)
+    if hs is not None and (hs.dtype != "float32" or hs.shape != state_shape(S)):
+        _fail(layer, f"h0 must be float32 {state_shape(S)}, got {hs.shape}")
+    c0_i, cs = read(layer, _attr(layer, "c0", (str,), optional=True), 3)
+    if cs is not None and (cell != "lstm" or cs.dtype != "float32" or cs.shape != state_shape(H)):
+        _fail(layer, f"c0 must be float32 {state_shape(H)} for an lstm, got {cs.shape}")
+
+    y_shape = {"btf": (BATCH, TIME, D * S), "tbf": (TIME, BATCH, D * S),
+               "tdbh": (TIME, D, BATCH, S), "btdh": (BATCH, TIME, D, S)}[y_layout]
+    outs = []
+    for key, shape in (("y", y_shape), ("h_n", state_shape(S)), ("c_n", state_shape(H)),
+                       ("h_last", (BATCH, D * S)), ("c_last", (BATCH, D * H))):
+        name = _attr(layer, key, (str,), optional=True)
+        if name is not None and key in ("c_n", "c_last") and cell != "lstm":
+            _fail(layer, f"{key} exists only for lstm")
+        outs.append(-1 if name is None else define(name, shape, "float32"))
+    if all(o < 0 for o in outs):
+        _fail(layer, "a recurrent layer must produce an output")
+
+    rec = dict(cell=CELLS[cell], D=D, G=G, H=H, In=I, S=S, lbr=int(lbr),
+               input_forget=int(input_forget), reverse_only=int(direction == "reverse"),
+               time_major=int(tm), y_layout=Y_LAYOUT_CODES[y_layout],
+               state_layout=int(state_layout == "bdh"), step_order=int(order == "step"),
+               masked_carry=int(masked == "carry"), clip=float(clip or 0.0), **params)
+    # acts[d] = (f, g, h) of direction d, padded with linear to 2 directions x 3.
+    rec["acts"] = [(act_codes[d] + [(0, 0.0, 0.0)] * 3)[:3] for d in range(D)]
+    rec["acts"] += [[(0, 0.0, 0.0)] * 3] * (2 - D)
+    return {"in": [x_i, lens_i, mask_i, h0_i, c0_i], "out": outs, "seq": 1, "rows_mult": 1,
+            "n_in": I, "n_out": D * S, "rec": rec,
+            "_info": (layer["name"], cell, D, H, S, direction)}
+
+
+def _embedding(layer, tensors, read, define):
+    name = layer.get("params", {}).get("table")
+    table = tensors.get(name) if isinstance(name, str) else None
+    if table is None or table.ndim != 2 or table.dtype != np.float32 or table.shape[0] < 1:
+        _fail(layer, "table must be a float32 (V, E) tensor")
+    ids_i, ids = read(layer, _attr(layer, "ids", (str,)))
+    if ids.dtype != "int64":
+        _fail(layer, f"ids must be int64, got {ids.dtype}")
+    seq, mult = _rows(layer, ids.shape + (1,))
+    V, E = table.shape
+    out = define(_attr(layer, "out", (str,)), ids.shape + (E,), "float32")
+    mname = _attr(layer, "mask", (str,), optional=True)
+    if mname is not None and ids.shape != (BATCH, TIME):
+        _fail(layer, "a mask needs (batch, time) ids")
+    mask = -1 if mname is None else define(mname, ids.shape, "uint8")
+    return {"in": [ids_i], "out": [out, mask], "seq": seq, "rows_mult": mult, "n_in": 1,
+            "n_out": E, "table": table, "vocab": V}
+
+
+def _masking(layer, tensors, read, define):
+    x_i, xs = read(layer, _attr(layer, "x", (str,)), 3)
+    if xs.shape[:2] != (BATCH, TIME) or xs.dtype != "float32":
+        _fail(layer, f"x must be float32 (batch, time, F), got {xs.shape}")
+    mv = _attr(layer, "mask_value", (int, float))
+    out = define(_attr(layer, "out", (str,)), xs.shape, "float32")
+    mask = define(_attr(layer, "mask", (str,)), (BATCH, TIME), "uint8")
+    return {"in": [x_i], "out": [out, mask], "seq": 1, "rows_mult": 1, "n_in": xs.shape[2],
+            "n_out": xs.shape[2], "mask_value": float(mv)}
+
+
+def _dense(layer, tensors, read, define):
+    x_i, xs = read(layer, _attr(layer, "x", (str,)))
+    name = layer.get("params", {}).get("kernel")
+    k = tensors.get(name) if isinstance(name, str) else None
+    n_in = xs.shape[-1] if xs is not None and xs.shape else None
+    if k is None or k.ndim != 2 or k.dtype != np.float32 or k.shape[0] != n_in:
+        _fail(layer, f"kernel must be float32 ({n_in}, out)")
+    bias = _tensor(layer, tensors, "bias", (k.shape[1],), optional=True)
+    if xs.dtype != "float32":
+        _fail(layer, "x must be float32")
+    seq, mult = _rows(layer, xs.shape)
+    out = define(_attr(layer, "out", (str,)), xs.shape[:-1] + (k.shape[1],), "float32")
+    return {"in": [x_i], "out": [out], "seq": seq, "rows_mult": mult, "n_in": n_in,
+            "n_out": k.shape[1], "kernel": k, "bias": bias,
+            "act": _act(layer, layer["attrs"].get("activation"), row_wise_ok=True)}
+
+
+def _row_op(layer, read, define, out_width, **extra):
+    x_i, xs = read(layer, _attr(layer, "x", (str,)))
+    if xs.dtype != "float32" or not xs.shape or not isinstance(xs.shape[-1], int):
+        _fail(layer, f"x must be float32 with a fixed last axis, got {xs.shape}")
+    n = xs.shape[-1]
+    w = out_width(n)
+    seq, mult = _rows(layer, xs.shape)
+    out = define(_attr(layer, "out", (str,)), xs.shape[:-1] + (w,), "float32")
+    return {"in": [x_i], "out": [out], "seq": seq, "rows_mult": mult, "n_in": n, "n_out": w,
+            **extra}
+
+
+def _activation(layer, tensors, read, define):
+    act = _act(layer, layer["attrs"].get("activation"), row_wise_ok=True)
+    return _row_op(layer, read, define, lambda n: n, act=act)
+
+
+def _feature_slice(layer, tensors, read, define):
+    start, stop = _attr(layer, "start", (int,)), _attr(layer, "stop", (int,))
+
+    def width(n):
+        if not 0 <= start < stop <= n:
+            _fail(layer, f"slice {start}:{stop} out of range for {n} features")
+        return stop - start
+    return _row_op(layer, read, define, width, start=start, stop=stop)
+
+
+def _merge(layer, tensors, read, define):
+    mode, parts = _attr(layer, "mode", (str,)), _attr(layer, "parts", (int,))
+    if mode not in MERGE_CODES or parts < 2:
+        _fail(layer, f"bad merge mode {mode!r} / parts {parts}")
+
+    def width(n):
+        if n % parts:
+            _fail(layer, f"{n} features do not split into {parts} parts")
+        return n // parts
+    return _row_op(layer, read, define, width, mode=MERGE_CODES[mode], parts=parts)
+
+
+def _timestep(layer, tensors, read, define):
+    tm = _attr(layer, "time_major", (bool,))
+    index = _attr(layer, "index", (int,))
+    x_i, xs = read(layer, _attr(layer, "x", (str,)), 3)
+    expect = (TIME, BATCH) if tm else (BATCH, TIME)
+    if xs.shape[:2] != expect or xs.dtype != "float32":
+        _fail(layer, f"x must be float32 {expect + ('F',)}, got {xs.shape}")
+    out = define(_attr(layer, "out", (str,)), (BATCH, xs.shape[2]), "float32")
+    return {"in": [x_i], "out": [out], "seq": 0, "rows_mult": 1, "n_in": xs.shape[2],
+            "n_out": xs.shape[2], "index": index, "time_major": int(tm)}
+
+
+_BUILDERS = {"Recurrent": _recurrent, "Embedding": _embedding, "Masking": _masking,
+             "Dense": _dense, "Activation": _activation, "TimeStep": _timestep,
+             "FeatureSlice": _feature_slice, "MergeDirections": _merge}

@@ -1,0 +1,28 @@
+"""Build of the C/Cython engine against the private OpenBLAS of scipy-openblas32."""
+import os
+
+import numpy
+import scipy_openblas32
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+blas_lib = scipy_openblas32.get_lib_dir()
+sources = ["rnnrt/_engine.pyx"] + [os.path.join("src_c", f) for f in sorted(os.listdir("src_c"))
+                                   if f.endswith(".c")]
+
+engine = Extension(
+    "rnnrt._engine",
+    sources=sources,
+    include_dirs=["src_c", numpy.get_include(), scipy_openblas32.get_include_dir()],
+    library_dirs=[blas_lib],
+    libraries=[scipy_openblas32.get_library()],
+    # Installed: the OpenBLAS wheel sits beside us in site-packages; in-place builds: the
+    # build-time directory. Never the system BLAS.
+    runtime_library_dirs=["$ORIGIN/../scipy_openblas32/lib", blas_lib],
+    # Portable: no -march=native; -O3 with OpenMP.
+    extra_compile_args=["-O3", "-fopenmp", "-std=c11", "-Wall", "-Wno-unused-function"],
+    extra_link_args=["-fopenmp"],
+    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+)
+
+setup(ext_modules=cythonize([engine], language_level=3))

@@ -1,0 +1,92 @@
+/* The execution plan: every op of a model in order, in one call from Python. */
+#include "rnnrt.h"
+
+static long op_rows(const rnnrt_op *op, int B, int T)
+{
+    return (long)B * (op->seq ? T : 1) * op->rows_mult;
+}
+
+static int rec_rows_per_thread(int B, int nthreads)
+{
+    int nt = nthreads < 1 ? 1 : (nthreads > B ? B : nthreads);
+    return nt < 1 ? 0 : (B + nt - 1) / nt;
+}
+
+long rnnrt_plan_work_floats(const rnnrt_op *ops, int n_ops, int B, int T, int nthreads)
+{
+    long most = 0;
+    for (int i = 0; i < n_ops; i++) {
+        if (ops[i].kind == OP_RECURRENT) {
+            int per = rec_rows_per_thread(B, nthreads);
+            int nt = per ? (B + per - 1) / per : 0;
+            long need = nt * rnnrt_recurrent_work_floats(&ops[i].rec, per, T);
+            most = need > most ? need : most;
+        }
+    }
+    return most;
+}
+
+#define SLOT(i) (op->in[i] < 0 ? NULL : call->slots[op->in[i]])
+#define OUT(i) (op->out[i] < 0 ? NULL : call->slots[op->out[i]])
+
+void rnnrt_plan_run(const rnnrt_op *ops, int n_ops, rnnrt_call *call)
+{
+    int B = call->B, T = call->T;
+    call->bad_id_op = -1;
+    for (int i = 0; i < n_ops; i++) {
+        const rnnrt_op *op = &ops[i];
+        long rows = op_rows(op, B, T);
+        switch (op->kind) {
+        case OP_RECURRENT: {
+            /* in: x, lens, mask, h0, c0; out: y, hn, cn, hlast, clast */
+            rnnrt_recurrent_io io = {
+                B, T, SLOT(0), SLOT(1), SLOT(2), SLOT(3), SLOT(4),
+                OUT(0), OUT(1), OUT(2), OUT(3), OUT(4), call->work, call->nthreads};
+            if (op->stream_state >= 0 && call->state_h) {
+                io.h0 = io.hn = call->state_h[op->stream_state];
+                io.c0 = io.cn = call->state_c[op->stream_state];
+            }
+            rnnrt_recurrent_run(&op->rec, &io);
+            break;
+        }
+        case OP_EMBEDDING:
+            if (rnnrt_embedding(SLOT(0), rows, op->table, op->vocab, op->n_out, OUT(0),
+                                OUT(1)) >= 0) {
+                call->bad_id_op = i;
+                return;
+            }
+            break;
+        case OP_MASKING:
+            rnnrt_masking(SLOT(0), rows, op->n_in, op->mask_value, OUT(0), OUT(1));
+            break;
+        case OP_DENSE:
+            rnnrt_dense(SLOT(0), rows, op->n_in, op->kernel, op->bias, op->n_out, &op->act,
+                        OUT(0), call->nthreads);
+            break;
+        case OP_ACTIVATION: {
+            const float *x = SLOT(0);
+            float *y = OUT(0);
+            for (long j = 0; j < rows * op->n_in; j++) {
+                y[j] = x[j];
+            }
+            if (op->act.kind == ACT_SOFTMAX || op->act.kind == ACT_LOG_SOFTMAX) {
+                rnnrt_act_rows(&op->act, y, rows, op->n_in);
+            } else {
+                rnnrt_act_apply(&op->act, y, rows * op->n_in);
+            }
+            break;
+        }
+        case OP_TIMESTEP:
+            rnnrt_timestep(SLOT(0), B, T, op->n_in, op->index, op->time_major, OUT(0));
+            break;
+        case OP_FEATURE_SLICE:
+            rnnrt_feature_slice(SLOT(0), rows, op->n_in, op->start, op->stop, OUT(0));
+            break;
+        case OP_MERGE:
+            rnnrt_merge(SLOT(0), rows, op->n_in, op->parts, op->mode, OUT(0));
+            break;
+        default:
+            break;
+        }
+    }
+}
