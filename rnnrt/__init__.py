@@ -10,7 +10,7 @@ __all__ = ["convert", "load", "RnnrtError", "FormatError", "UnsupportedModelErro
 def convert(src, dst, *, config=None, spec=None):
     """Convert an ONNX file or an NPZ of weights (Keras with `config`, PyTorch with `spec`)
     into a .rnnrt file at `dst`. Returns dst."""
-    from .convert import convert as _convert
+    from .converter import convert as _convert
     return _convert(src, dst, config=config, spec=spec)
 
 

@@ -202,7 +202,7 @@ class Stream:
         self._threads = min(model.num_threads, B)
         self._work = np.empty(model._engine.work_floats(B, 1, self._threads), np.float32)
         out = p.slots[p.outputs[0]]
-        self._out_shape = tuple(B if d == plan.BATCH else d for d in out.shape if d != plan.TIME)
+        self._out_axes = tuple(d for d in out.shape if d != plan.TIME)   # time axis dropped
         self._lock = threading.Lock()
 
     def reset(self) -> None:
@@ -251,24 +251,28 @@ class Stream:
             raise InputError("this Stream is being stepped by another thread; use one Stream "
                              "per thread")
         try:
+            unbatched = False   # (features,) in, so (features,) out
             for i in self._step_inputs:
                 spec = p.inputs[i]
                 arr = _as_array(spec.name, feeds[spec.name], spec.dtype)
                 if self.batch_size == 1 and arr.ndim == len(spec.shape) - 2:
                     arr = arr[None]
+                    unbatched = True
                 _bind(spec, arr, {plan.BATCH: self.batch_size}, drop_time=True)
                 self.model._check_ids(spec.name, arr)
                 self._buffers[i].reshape(arr.shape)[...] = arr
-            bad = self.model._engine.run(self._buffers, self.batch_size, 1, self._threads,
+            B = self.batch_size
+            bad = self.model._engine.run(self._buffers, B, 1, self._threads,
                                          self._work, self._h, self._c)
             if bad >= 0:
                 raise InputError("a token id is out of range of the embedding table")
-            result = self._buffers[p.outputs[0]].reshape(self._out_shape)
+            shape = tuple(B if d == plan.BATCH else d for d in self._out_axes
+                          if not (unbatched and d == plan.BATCH))
+            result = self._buffers[p.outputs[0]].reshape(shape)
             if out is None:
                 return result.copy()
-            if not isinstance(out, np.ndarray) or out.shape != self._out_shape or \
-                    out.dtype != np.float32:
-                raise InputError(f"out must be a float32 array of shape {self._out_shape}, got "
+            if not isinstance(out, np.ndarray) or out.shape != shape or out.dtype != np.float32:
+                raise InputError(f"out must be a float32 array of shape {shape}, got "
                                  f"{getattr(out, 'dtype', type(out).__name__)} "
                                  f"{getattr(out, 'shape', '')}")
             out[...] = result

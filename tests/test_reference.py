@@ -180,12 +180,8 @@ def test_lstm_clip_applies_to_the_cell_activation_too():
 
 
 def test_rnn_clip():
-    layer = zero_weights(make_recurrent("r", "rnn", "forward", 1, 1, None, x="x", clip=0.5,
-                                        activations=[[ir.Act.of("linear")]])) \
-        if False else None
-    rng = np.random.default_rng(0)
-    layer = zero_weights(make_recurrent("r", "rnn", "forward", 1, 1, rng, x="x", clip=0.5,
-                                        activations=[[ir.Act.of("linear")]]))
+    layer = zero_weights(make_recurrent("r", "rnn", "forward", 1, 1, np.random.default_rng(0),
+                                        x="x", clip=0.5, activations=[[ir.Act.of("linear")]]))
     layer.W[...] = 1.0
     out = run_layer(layer, {"x": np.array([[[3.0], [-3.0], [0.2]]], np.float32)})
     np.testing.assert_allclose(out["y"].ravel(), [0.5, -0.5, 0.2], rtol=1e-6)
@@ -221,7 +217,6 @@ def test_gru_scalar_by_hand(lbr):
 
 
 def test_gru_linear_before_reset_only_matters_through_Rh_and_Rbh():
-    rng = np.random.default_rng(4)
     H, x = 5, rnd(2, 6, 3)
     make = lambda lbr: make_recurrent("g", "gru", "forward", H, 3, np.random.default_rng(4),
                                       x="x", linear_before_reset=lbr)
@@ -233,7 +228,6 @@ def test_gru_linear_before_reset_only_matters_through_Rh_and_Rbh():
         layer.R[0, 2 * H:] = 0
         layer.Rb[0, 2 * H:] = 0
     np.testing.assert_array_equal(run_layer(a, {"x": x})["y"], run_layer(b, {"x": x})["y"])
-    del rng
 
 
 def test_rnn_relu_matches_a_batched_hand_loop():
@@ -478,7 +472,7 @@ def test_timestep_featureslice_mergedirections():
         (m,) = run_single(ir.MergeDirections("m", "x", "out", mode), {"x": x})
         np.testing.assert_array_equal(m, want)
     (m4,) = run_single(ir.MergeDirections("m", "x", "out", "sum", parts=4), {"x": x})
-    np.testing.assert_array_equal(m4, x.sum(axis=-1))
+    np.testing.assert_array_equal(m4, x.sum(axis=-1, keepdims=True))
 
 
 def test_outputs_are_float32():

@@ -333,15 +333,15 @@ def cell_activations(rng):
 
 @fixture
 def no_bias(rng):
-    m = keras.Sequential([
-        seq_input(),
-        L.LSTM(4, use_bias=False, return_sequences=True),
-        L.GRU(4, use_bias=False, return_sequences=True),
-        L.GRU(3, use_bias=False, reset_after=False, return_sequences=True),
-        L.SimpleRNN(3, use_bias=False),
-        L.Dense(2, use_bias=False),
-    ])
-    return m, [floats(rng, (BATCH, T, FEATURES))]
+    # Every layer's output is a model output, so that none is hidden behind small values.
+    x = keras.Input((T, FEATURES), name="seq")
+    a = L.LSTM(4, use_bias=False, return_sequences=True, name="lstm")(x)
+    b = L.GRU(4, use_bias=False, return_sequences=True, name="gru_after")(x)
+    c = L.GRU(3, use_bias=False, reset_after=False, return_sequences=True, name="gru_before")(x)
+    d = L.SimpleRNN(3, use_bias=False, name="rnn")(x)
+    e = L.Dense(2, use_bias=False, name="dense")(d)
+    m = keras.Model(x, [a, b, c, d, e])
+    return m, [2.0 * floats(rng, (BATCH, T, FEATURES))]
 
 
 @fixture
@@ -362,7 +362,7 @@ def two_inputs(rng):
     eb = L.Embedding(VOCAB, 2, mask_zero=True, name="emb")(b)
     yb = L.GRU(3, return_sequences=True, name="gru_b")(eb)
     m = keras.Model([a, b], [ya, yb])
-    return m, [floats(rng, (BATCH, T, FEATURES)), padded_ids(rng, t=5)]
+    return m, [floats(rng, (BATCH, T, FEATURES)), padded_ids(rng)]
 
 
 # ------------------------------------------------------------------------------- writing
@@ -380,13 +380,23 @@ def predict(model, inputs):
     return [np.asarray(o, dtype=np.float32) for o in out]
 
 
+def input_names(config):
+    """The model's input names as the config has them (InputLayer names, in order)."""
+    cfg = config["config"]
+    if config["class_name"] == "Sequential":
+        return [cfg["layers"][0]["config"]["name"]]
+    refs = cfg["input_layers"]
+    return [r[0] for r in ([refs] if isinstance(refs[0], str) else refs)]
+
+
 def write(name, model, inputs):
     base = os.path.join(OUT_DIR, name)
     np.savez(base + ".weights.npz", *model.get_weights())
+    text = model.to_json()
     with open(base + ".json", "w") as f:
-        f.write(model.to_json())
+        f.write(text)
     outs = predict(model, inputs)
-    io = {"input_names": np.array([t.name for t in model.inputs])}
+    io = {"input_names": np.array(input_names(json.loads(text)))}
     io.update({f"in_{i}": x for i, x in enumerate(inputs)})
     io.update({f"out_{i}": y for i, y in enumerate(outs)})
     np.savez(base + ".io.npz", **io)

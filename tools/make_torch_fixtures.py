@@ -296,7 +296,8 @@ def make(name, descriptors, inp, T, B, seed, out_dir):
         f.write("\n")
     np.savez(out_dir / f"{name}.io.npz", **io)
     return {"name": name, "batch_first": batch_first, "bidirectional": bidirectional,
-            "select": select_mode, "input": inp[0], "T": T, "B": B}
+            "select": select_mode, "input": inp[0], "input_size": inp[1], "T": T, "B": B,
+            "recurrent_layers": sum(d["kwargs"].get("num_layers", 1) for d in recurrent)}
 
 
 def main():

@@ -73,6 +73,10 @@ _RECURRENT = ("SimpleRNN", "LSTM", "GRU")
 _CELLS = {"SimpleRNNCell": "SimpleRNN", "LSTMCell": "LSTM", "GRUCell": "GRU"}
 _IR_CELL = {"SimpleRNN": "rnn", "LSTM": "lstm", "GRU": "gru"}
 _GATES = {"SimpleRNN": 1, "LSTM": 4, "GRU": 3}
+# Operations that Keras 3 records in a Functional graph to compute masks: Masking's
+# any(x != value, axis=-1) and Embedding(mask_zero=True)'s ids != 0. They are followed
+# symbolically and resolved onto the IR Masking / Embedding layer that computes the same mask.
+_MASK_OPS = ("NotEqual", "Any")
 # Layers that are the identity at inference and pass the mask on.
 _NO_OPS = ("Dropout", "SpatialDropout1D", "GaussianDropout", "GaussianNoise", "AlphaDropout",
            "ActivityRegularization", "Identity")
@@ -153,6 +157,7 @@ class _Call:
     node: int              # node index (a shared layer is called more than once)
     args: list             # refs (layer, node, index) of the positional tensor inputs
     kwargs: dict
+    raw_args: tuple = ()   # the positional arguments as the config has them (op constants)
 
 
 def _class(layer: dict) -> str:
@@ -208,7 +213,8 @@ def _functional_graph(cfg):
             continue
         for node, inbound in enumerate(layer.get("inbound_nodes") or []):
             args, kwargs = _parse_node(name, inbound)
-            calls.append(_Call(layer, name, node, args, kwargs))
+            calls.append(_Call(layer, name, node, args, kwargs,
+                               tuple(inbound.get("args", ()))))
     inputs = []
     for ref in _ref_list(cfg.get("input_layers")):
         if ref[0] not in input_layers:
@@ -358,6 +364,7 @@ class _Tensor:
     shape: tuple        # (None, T, F) or (None, F); None = dynamic
     mask: str | None    # IR name of the (B, T) mask travelling with it
     dtype: str = "float32"
+    expr: tuple | None = None   # a mask computation not yet in the IR (see _MASK_OPS)
 
 
 # ----------------------------------------------------------------------------- builder
@@ -430,17 +437,79 @@ class _Builder:
                 raise UnsupportedModelError(
                     f"input {name!r}: shape {shape} is not supported; expected (batch, time, "
                     "features) or (batch, time) token ids for an Embedding")
-            dims = (None,) + tuple(None if d is None else int(d) for d in shape[1:])
+            # Batch and time stay dynamic even when Keras fixed them (a fixed-T Keras model
+            # runs any length in rnnrt); the feature size is fixed.
+            if name in feeds_embedding:
+                dims = (None,) * len(shape)                   # (batch, time) token ids
+            else:
+                dims = (None,) * (len(shape) - 1) + (shape[-1],)
             dtype = "int64" if name in feeds_embedding else "float32"
             self.tensor_names.add(name)
             self.inputs.append(ir.TensorInfo(name, dims, dtype))
             self.tensors[(name, 0, 0)] = _Tensor(name, dims, None, dtype)
+
+    # ----- mask computations
+
+    def mask_op(self, call):
+        cls = _class(call.layer)
+        if len(call.args) != 1:
+            raise UnsupportedModelError(f"{cls} operation {call.name!r} on {len(call.args)} "
+                                        "tensors is not supported")
+        src = self.tensor(call.args[0])
+        if cls == "NotEqual":
+            consts = [a for a in call.raw_args if isinstance(a, (int, float))
+                      and not isinstance(a, bool)]
+            if len(call.raw_args) != 2 or len(consts) != 1 or src.expr is not None:
+                raise UnsupportedModelError(
+                    f"NotEqual operation {call.name!r}: only tensor != constant (a Keras mask) "
+                    "is supported")
+            return _Tensor(src.name, src.shape, None, src.dtype,
+                           ("not_equal", src, float(consts[0])))
+        cfg = call.layer.get("config", {})
+        if src.expr is None or src.expr[0] != "not_equal" or cfg.get("keepdims") or \
+                cfg.get("axis") not in (-1, len(src.shape) - 1):
+            raise UnsupportedModelError(
+                f"Any operation {call.name!r}: only any(x != value, axis=-1) (the mask of a "
+                "Masking layer) is supported")
+        return _Tensor(src.name, src.shape[:-1], None, "bool", ("any",) + src.expr[1:])
+
+    def resolve_mask(self, call, m: _Tensor) -> str:
+        """The IR mask tensor equal to a recorded Keras mask computation."""
+        if m.expr is None:
+            raise UnsupportedModelError(
+                f"layer {call.name!r}: its mask is not a Masking or Embedding mask")
+        kind, src, value = m.expr
+        if kind == "not_equal" and src.dtype == "int64" and len(src.shape) == 2 and value == 0:
+            # ids != 0: the mask of an Embedding reading these ids.
+            for layer in self.layers:
+                if layer.kind == "Embedding" and layer.ids == src.name:
+                    if layer.mask is None:
+                        layer.mask = self._unique(layer.out + "/mask", self.tensor_names)
+                    return layer.mask
+        if kind == "any" and src.dtype == "float32" and len(src.shape) == 3:
+            for layer in self.layers:
+                if layer.kind == "Masking" and layer.x == src.name and \
+                        layer.mask_value == value:
+                    return layer.mask
+            masking = ir.Masking(name=self._unique(call.name + "/mask", self.layer_names),
+                                 x=src.name,
+                                 out=self._unique(src.name + "/masked", self.tensor_names),
+                                 mask=self._unique(src.name + "/mask", self.tensor_names),
+                                 mask_value=value)
+            self.add(masking)
+            return masking.mask
+        raise UnsupportedModelError(
+            f"layer {call.name!r}: mask computation {kind}(..., {value}) on {src.name!r} is "
+            "not supported; supported: a Masking layer's mask, an Embedding's ids != 0")
 
     # ----- layers
 
     def run(self, calls):
         for call in calls:
             cls = _class(call.layer)
+            if cls in _MASK_OPS:
+                self.tensors[(call.name, call.node, 0)] = self.mask_op(call)
+                continue
             handler = getattr(self, "layer_" + cls, None)
             if handler is None:
                 if cls in _RECURRENT:
@@ -457,13 +526,21 @@ class _Builder:
                 raise UnsupportedModelError(
                     f"{cls} layer {call.name!r} takes {len(call.args)} tensor inputs; rnnrt "
                     "supports layers called on one tensor")
+            x = self.tensor(call.args[0])
             for k, v in call.kwargs.items():
-                if isinstance(v, list) and v and isinstance(v[0], tuple):
+                if not (isinstance(v, list) and v and isinstance(v[0], tuple)):
+                    continue
+                if k == "mask" and len(v) == 1:
+                    # An explicit mask replaces the one travelling with the input.
+                    x = _Tensor(x.name, x.shape, self.resolve_mask(call, self.tensor(v[0])),
+                                x.dtype)
+                else:
                     raise UnsupportedModelError(
                         f"{cls} layer {call.name!r}: passing {k}= as a tensor is not "
-                        "supported (initial states and explicit masks come in a later "
-                        "version)")
-            x = self.tensor(call.args[0])
+                        "supported (initial states come in a later version)")
+            if x.expr is not None:
+                raise UnsupportedModelError(
+                    f"{cls} layer {call.name!r} reads a mask computation as data; not supported")
             if x.dtype != "float32" and cls not in ("Embedding",):
                 raise UnsupportedModelError(
                     f"{cls} layer {call.name!r} reads integer token ids; only an Embedding "
@@ -588,7 +665,7 @@ class _Builder:
 
     # ----- recurrent layers
 
-    def _cell(self, call, layer, I, weights, where):
+    def _cell(self, layer, weights, where):
         """IR parameters of one direction: W, R, Wb, Rb (each without the D axis), the
         activations and linear_before_reset."""
         cls, cfg = _recurrent_config(layer)
@@ -653,43 +730,40 @@ class _Builder:
         where = f"{_class(call.layer)} layer {call.name!r}"
         I, H = self._sequence_input(call, x), int(cfg["units"])
         self._flags(call, cfg)
-        W, R, Wb, Rb, acts, lbr = self._cell(call, call.layer, I,
-                                             self.weights(call, self._expected(call.layer, I)),
-                                             where)
+        W, R, Wb, Rb, acts, lbr = self._cell(
+            call.layer, self.weights(call, self._expected(call.layer, I)), where)
         backwards = bool(cfg.get("go_backwards", False))
         seqs, state = bool(cfg.get("return_sequences", False)), bool(cfg.get("return_state"))
         zero_out = bool(cfg.get("zero_output_for_mask", False))
-        base = self.out_name(call)
         rec = ir.Recurrent(
             name=self.layer_name(call), cell=_IR_CELL[cls],
             direction="reverse" if backwards else "forward", hidden_size=H, input_size=I,
             x=x.name, W=W[None], R=R[None], Wb=Wb[None], Rb=Rb[None], activations=[acts],
             linear_before_reset=lbr, output_order="step" if backwards else "time",
             masked_output="zero" if zero_out else "carry", mask=x.mask)
-        T = x.shape[1]
+        self.add(rec)
         if seqs:
-            rec.y = base
-            output = _Tensor(base, (None, T, H), x.mask)
+            rec.y = self.out_name(call)
+            outs = [_Tensor(rec.y, (None, x.shape[1], H), x.mask)]
         elif zero_out and x.mask is not None:
-            # The output of the last processed step, zero if that step is masked.
-            rec.y = self.unique(base + "/y")
-            self.add(rec)
-            self.add(ir.TimeStep(name=self.unique(call.name + "/last"), x=rec.y, out=base,
+            # Keras returns the output of the last processed step, zero if it is masked.
+            rec.y = self.out_name(call, "/y")
+            out = self.out_name(call)
+            self.add(ir.TimeStep(name=self.layer_name(call, "/last"), x=rec.y, out=out,
                                  index=-1))
-            output = _Tensor(base, (None, H), None)
+            outs = [_Tensor(out, (None, H), None)]
         else:
-            rec.h_last = base
-            output = _Tensor(base, (None, H), None)
-        outs = [output]
+            # The output of the last processed step is the final state (carried over
+            # masked steps, and zero-initialised).
+            rec.h_last = self.out_name(call)
+            outs = [_Tensor(rec.h_last, (None, H), None)]
         if state:
             if rec.h_last is None:
-                rec.h_last = self.unique(base + "/h")
+                rec.h_last = self.out_name(call, "/h")
             outs.append(_Tensor(rec.h_last, (None, H), None))
             if cls == "LSTM":
-                rec.c_last = self.unique(base + "/c")
+                rec.c_last = self.out_name(call, "/c")
                 outs.append(_Tensor(rec.c_last, (None, H), None))
-        if rec not in self.layers:
-            self.add(rec)
         return outs
 
     def _flags(self, call, cfg):
@@ -713,65 +787,61 @@ class _Builder:
                 fcls == "GRU" and fcfg.get("reset_after", True) != bcfg.get("reset_after", True)):
             raise UnsupportedModelError(
                 f"{where}: forward and backward layers differ in type, units or reset_after")
+        merge = cfg.get("merge_mode", "concat")
+        if merge not in ir.MERGE_MODES + (None,):
+            raise UnsupportedModelError(f"{where}: merge_mode {merge!r} is not supported")
         I, H = self._sequence_input(call, x), int(fcfg["units"])
         self._flags(call, fcfg)
         fexp, bexp = self._expected(fwd, I), self._expected(bwd, I)
         w = self.weights(call, [("forward " + l, s) for l, s in fexp]
                          + [("backward " + l, s) for l, s in bexp])
-        fp = self._cell(call, fwd, I, w[:len(fexp)], where)
-        bp = self._cell(call, bwd, I, w[len(fexp):], where)
+        fp = self._cell(fwd, w[:len(fexp)], where)
+        bp = self._cell(bwd, w[len(fexp):], where)
         seqs, state = bool(fcfg.get("return_sequences")), bool(fcfg.get("return_state"))
-        merge = cfg.get("merge_mode", "concat")
-        if merge not in ir.MERGE_MODES + (None,):
-            raise UnsupportedModelError(f"{where}: merge_mode {merge!r} is not supported")
-        base = self.out_name(call)
         rec = ir.Recurrent(
-            name=self.layer_name(call), cell=_IR_CELL[fcls],
-            direction="bidirectional", hidden_size=H, input_size=I, x=x.name,
+            name=self.layer_name(call), cell=_IR_CELL[fcls], direction="bidirectional",
+            hidden_size=H, input_size=I, x=x.name,
             W=np.stack([fp[0], bp[0]]), R=np.stack([fp[1], bp[1]]),
             Wb=np.stack([fp[2], bp[2]]), Rb=np.stack([fp[3], bp[3]]),
             activations=[fp[4], bp[4]], linear_before_reset=fp[5],
-            # Bidirectional sets zero_output_for_mask = return_sequences on both layers.
+            # Bidirectional sets zero_output_for_mask = return_sequences on both layers,
+            # and flips the backward outputs back into time order.
             masked_output="zero" if seqs else "carry", mask=x.mask)
-        T = x.shape[1]
+        self.add(rec)
+        # Both directions side by side: y (B, T, 2H) or, sequence-to-vector, the final
+        # states h_last (B, 2H), which are the outputs of the last processed steps.
+        shape, mask = ((None, x.shape[1]), x.mask) if seqs else ((None,), None)
+        both = self.out_name(call) if merge == "concat" else self.out_name(call, "/both")
         if seqs:
-            both, shape, mask = self.unique(base + "/y"), (None, T), x.mask
             rec.y = both
         else:
-            both, shape, mask = self.unique(base + "/h"), (None,), None
             rec.h_last = both
-        self.add(rec)
         if merge == "concat":
-            self.used_names.discard(both)
-            # Name the merged output after the layer: rename the recurrent output.
-            if seqs:
-                rec.y = base
-            else:
-                rec.h_last = base
-            outs = [_Tensor(base, shape + (2 * H,), mask)]
+            outs = [_Tensor(both, shape + (2 * H,), mask)]
         elif merge is None:
             outs = [self._slice(call, both, 0, H, shape, mask, "/forward"),
                     self._slice(call, both, H, 2 * H, shape, mask, "/backward")]
         else:
-            self.add(ir.MergeDirections(name=self.unique(call.name + "/merge"), x=both,
-                                        out=base, mode=merge))
-            outs = [_Tensor(base, shape + (H,), mask)]
+            out = self.out_name(call)
+            self.add(ir.MergeDirections(name=self.layer_name(call, "/merge"), x=both,
+                                        out=out, mode=merge))
+            outs = [_Tensor(out, shape + (H,), mask)]
         if state:
             if rec.h_last is None:
-                rec.h_last = self.unique(base + "/h")
-            hs = [self._slice(call, rec.h_last, 0, H, (None,), None, "/forward_h"),
-                  self._slice(call, rec.h_last, H, 2 * H, (None,), None, "/backward_h")]
-            cs = [None, None]
+                rec.h_last = self.out_name(call, "/h")
             if fcls == "LSTM":
-                rec.c_last = self.unique(base + "/c")
-                cs = [self._slice(call, rec.c_last, 0, H, (None,), None, "/forward_c"),
-                      self._slice(call, rec.c_last, H, 2 * H, (None,), None, "/backward_c")]
-            for h, c in zip(hs, cs):
-                outs += [h] + ([c] if c is not None else [])
+                rec.c_last = self.out_name(call, "/c")
+            for d, (start, stop) in enumerate(((0, H), (H, 2 * H))):
+                side = ("/forward", "/backward")[d]
+                outs.append(self._slice(call, rec.h_last, start, stop, (None,), None,
+                                        side + "_h"))
+                if rec.c_last:
+                    outs.append(self._slice(call, rec.c_last, start, stop, (None,), None,
+                                            side + "_c"))
         return outs
 
     def _slice(self, call, src, start, stop, shape, mask, suffix):
         out = self.out_name(call, suffix)
-        self.add(ir.FeatureSlice(name=self.unique(call.name + suffix), x=src, out=out,
+        self.add(ir.FeatureSlice(name=self.layer_name(call, suffix), x=src, out=out,
                                  start=start, stop=stop))
         return _Tensor(out, shape + (stop - start,), mask)

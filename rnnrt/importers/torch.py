@@ -257,8 +257,7 @@ class _ChainBuilder:
         arr = self.state[key]
         if len(arr.shape) != len(expected) or any(
                 isinstance(e, int) and e != n for e, n in zip(expected, arr.shape)):
-            raise FormatError(f"state_dict key {key!r} has the wrong shape: expected "
-                              f"{_fmt(expected)}, received {_fmt(arr.shape)}")
+            _wrong_shape(key, expected, arr.shape)
         if arr.dtype.kind != "f":
             raise FormatError(f"state_dict key {key!r} must hold floats, received dtype "
                               f"{arr.dtype}")
@@ -300,27 +299,34 @@ class _ChainBuilder:
         if hidden is None:
             rows = self._peek(first, (f"{G}*hidden_size", "input_size"))[0]
             if rows % G:
-                self._take(first, (f"{G}*hidden_size", "input_size"))
+                _wrong_shape(first, (f"{G}*hidden_size", "input_size"), self.state[first].shape)
             hidden = rows // G
         given = _opt_count(m, "input_size", what)
-        I = self._in_size(given, None, what, "input_size")
-        if I is None:
-            I = self._in_size(None, self._peek(first, (G * hidden, "input_size"))[1], what,
-                              "input_size")
+        from_weights = None
+        if given is None and self.features is None:
+            from_weights = self._peek(first, (G * hidden, "input_size"))[1]
+        I = self._in_size(given, from_weights, what, "input_size")
         num_layers = _opt_count(m, "num_layers", what)
         if num_layers is None:
             num_layers = 1
             while f"{p}weight_ih_l{num_layers}" in self.state:
                 num_layers += 1
-        bidirectional = _opt_bool(m, "bidirectional", what, f"{p}weight_ih_l0_reverse" in self.state)
+        bidirectional = _opt_bool(m, "bidirectional", what,
+                                  f"{p}weight_ih_l0_reverse" in self.state)
         bias = _opt_bool(m, "bias", what,
                          f"{p}bias_ih_l0" in self.state or f"{p}bias_hh_l0" in self.state)
         proj = 0
         if cell == "lstm":
             proj = m.get("proj_size")
             if proj is None:
-                hr = f"{p}weight_hr_l0"
-                proj = self._peek(hr, ("proj_size", hidden))[0] if hr in self.state else 0
+                hr, hh = f"{p}weight_hr_l0", self.state.get(f"{p}weight_hh_l0")
+                if hr in self.state:
+                    proj = self._peek(hr, ("proj_size", hidden))[0]
+                elif hh is not None and hh.ndim == 2 and 0 < hh.shape[1] < hidden:
+                    # weight_hh is (4*hidden, proj_size): a projected LSTM missing weight_hr.
+                    self._take(hr, (hh.shape[1], hidden))
+                else:
+                    proj = 0
             elif not (isinstance(proj, int) and not isinstance(proj, bool) and proj >= 0):
                 raise FormatError(f"{what}: proj_size must be an integer >= 0, got {proj!r}")
             if proj >= hidden:
@@ -341,20 +347,21 @@ class _ChainBuilder:
         S = proj or hidden
         perm = GATE_PERMUTATION[cell]
         base = self._unique_name(p.rstrip(".") or f"{m['type'].lower()}{i}")
-        x = self.current
-        layer = None
+
+        def gates(key, shape):
+            """A weight or bias with its gate blocks in the IR's order."""
+            return _reorder(self._take(f"{p}{key}", shape), perm, hidden)
+
+        x, layer = self.current, None
         for k in range(num_layers):
             W, R, Wb, Rb, Proj = [], [], [], [], []
             for suffix in ("", "_reverse")[:D]:
                 key = f"l{k}{suffix}"
-                W.append(_reorder(self._take(f"{p}weight_ih_{key}", (G * hidden, I)), perm, hidden))
-                R.append(_reorder(self._take(f"{p}weight_hh_{key}", (G * hidden, S)), perm, hidden))
-                if bias:
-                    Wb.append(_reorder(self._take(f"{p}bias_ih_{key}", (G * hidden,)), perm, hidden))
-                    Rb.append(_reorder(self._take(f"{p}bias_hh_{key}", (G * hidden,)), perm, hidden))
-                else:
-                    Wb.append(np.zeros(G * hidden, np.float32))
-                    Rb.append(np.zeros(G * hidden, np.float32))
+                W.append(gates(f"weight_ih_{key}", (G * hidden, I)))
+                R.append(gates(f"weight_hh_{key}", (G * hidden, S)))
+                zeros = np.zeros(G * hidden, np.float32)
+                Wb.append(gates(f"bias_ih_{key}", (G * hidden,)) if bias else zeros)
+                Rb.append(gates(f"bias_hh_{key}", (G * hidden,)) if bias else zeros)
                 if proj:
                     Proj.append(self._take(f"{p}weight_hr_{key}", (proj, hidden)))
             name = f"{base}.l{k}"
@@ -485,6 +492,11 @@ class _ChainBuilder:
             if getattr(producer, attr, None) == self.current:
                 setattr(producer, attr, final)
         self.current = final
+
+
+def _wrong_shape(key, expected, received):
+    raise FormatError(f"state_dict key {key!r} has the wrong shape: expected "
+                      f"{_fmt(expected)}, received {_fmt(received)}")
 
 
 def _fmt(shape):

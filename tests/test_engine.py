@@ -1,0 +1,95 @@
+"""The C engine against the NumPy oracle, on random graphs from tests/strategies.py.
+
+Tolerance: reference.float32_tolerance(peak), i.e. 1e-5 absolute on unit-scale values and
+1e-5 relative to the largest magnitude once an unbounded activation (linear, relu,
+exponential, ...) lets values grow. Cases whose values exceed PEAK_LIMIT (or overflow) are
+skipped: past that, float32 rounding, not the engine, decides the digits compared.
+"""
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+import rnnrt
+import rnnrt.packing
+from rnnrt import ir
+from reference import float32_tolerance, run_reference_traced
+from strategies import make_recurrent, recurrent_cases, stack_cases
+
+PEAK_LIMIT = 100.0
+# RNNRT_EXAMPLES=1000 for a deeper search than the default quick run.
+SETTINGS = settings(max_examples=int(os.environ.get("RNNRT_EXAMPLES", 40)), deadline=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                           HealthCheck.too_slow])
+
+
+def oracle(case):
+    want, peak = run_reference_traced(case.graph, case.feeds)
+    assume(np.isfinite(peak) and peak <= PEAK_LIMIT)
+    return want, float32_tolerance(peak)
+
+
+def load(case, tmp_path, num_threads):
+    path = rnnrt.packing.save(case.graph, tmp_path / "m.rnnrt")
+    return rnnrt.load(path, num_threads=num_threads)
+
+
+def assert_outputs_close(got, want, tol, what=""):
+    assert len(got) == len(want), what
+    for i, (g, w) in enumerate(zip(got, want)):
+        assert g.shape == w.shape, f"{what} output {i}: shape {g.shape}, expected {w.shape}"
+        assert g.dtype == w.dtype, f"{what} output {i}: dtype {g.dtype}, expected {w.dtype}"
+        err = float(np.max(np.abs(g.astype(np.float64) - w))) if g.size else 0.0
+        assert err <= tol, f"{what} output {i}: max abs error {err:.3g} > {tol:.3g}"
+
+
+def check_against_oracle(case, tmp_path, num_threads):
+    want, tol = oracle(case)
+    got = load(case, tmp_path, num_threads).run(case.feeds)
+    assert_outputs_close(got, want, tol, f"num_threads={num_threads}")
+
+
+@SETTINGS
+@given(case=recurrent_cases(), num_threads=st.sampled_from([1, 2]))
+def test_recurrent_layer_matches_reference(case, num_threads, tmp_path):
+    check_against_oracle(case, tmp_path, num_threads)
+
+
+@SETTINGS
+@given(case=stack_cases(), num_threads=st.sampled_from([1, 2]))
+def test_stacked_graph_matches_reference(case, num_threads, tmp_path):
+    check_against_oracle(case, tmp_path, num_threads)
+
+
+@SETTINGS
+@given(case=st.one_of(recurrent_cases(), stack_cases()))
+def test_one_and_two_threads_agree(case, tmp_path):
+    # Rows are split across threads and BLAS may block differently: close, not bit-equal.
+    _, tol = oracle(case)
+    one = load(case, tmp_path, 1).run(case.feeds)
+    two = load(case, tmp_path, 2).run(case.feeds)
+    assert_outputs_close(two, one, tol / 10, "2 threads vs 1")
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_repeated_runs_are_identical(threads, tmp_path):
+    # Workspaces are reused between calls: a run must not see an earlier one's state.
+    layer = make_recurrent("r", "lstm", "bidirectional", 7, 3, np.random.default_rng(0),
+                           x="x", y="y", h_n="h_n", c_n="c_n", seq_lens="L")
+    graph = ir.Graph([ir.TensorInfo("x", (None, None, 3), "float32"),
+                      ir.TensorInfo("L", (None,), "int32")], [layer], ["y", "h_n", "c_n"])
+    model = rnnrt.load(rnnrt.packing.save(graph, tmp_path / "m.rnnrt"), num_threads=threads)
+    rng = np.random.default_rng(1)
+    feeds = {"x": rng.uniform(-1, 1, (5, 6, 3)).astype(np.float32),
+             "L": np.array([6, 1, 0, 3, 5], np.int32)}
+    first = model.run(feeds)
+    model.run({"x": rng.uniform(-1, 1, (2, 9, 3)).astype(np.float32),
+               "L": np.array([9, 9], np.int32)})
+    second = model.run(feeds)
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)
+    want = run_reference_traced(graph, feeds)[0]
+    assert_outputs_close(first, want, 1e-5)

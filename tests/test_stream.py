@@ -1,0 +1,174 @@
+"""Stream.step() against Model.run() on random forward-only graphs, plus reset, out=, state.
+
+A sequence output must equal the full run's row at t; a sequence-to-vector output (TimeStep(-1),
+h_last, h_n) must equal the full run over x[:, :t+1]. Tolerance as in test_engine.py.
+"""
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+import rnnrt
+import rnnrt.packing
+from rnnrt import ir
+from reference import float32_tolerance, run_reference_traced
+from strategies import make_recurrent, stream_cases
+
+SETTINGS = settings(max_examples=int(os.environ.get("RNNRT_EXAMPLES", 40)), deadline=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                           HealthCheck.too_slow])
+
+
+def load(graph, tmp_path, num_threads=1):
+    return rnnrt.load(rnnrt.packing.save(graph, tmp_path / "m.rnnrt"), num_threads=num_threads)
+
+
+def the_input(case):
+    (name,) = case.feeds
+    return case.feeds[name]
+
+
+def tolerance(case):
+    _, peak = run_reference_traced(case.graph, case.feeds)
+    assume(np.isfinite(peak) and peak <= 100.0)      # as in test_engine.py
+    return float32_tolerance(peak)
+
+
+def expected_steps(model, case):
+    """What step t must return, for each t, from whole-sequence runs of the engine."""
+    x = the_input(case)
+    if case.time_axis is not None:
+        full = model.run(x)[0]
+        return [np.take(full, t, axis=case.time_axis) for t in range(case.time)]
+    return [model.run(x[:, :t + 1])[0] for t in range(case.time)]
+
+
+def assert_close(got, want, tol, what):
+    assert got.shape == want.shape, f"{what}: shape {got.shape}, expected {want.shape}"
+    err = float(np.max(np.abs(got.astype(np.float64) - want))) if got.size else 0.0
+    assert err <= tol, f"{what}: max abs error {err:.3g} > {tol:.3g}"
+
+
+@SETTINGS
+@given(case=stream_cases(), num_threads=st.sampled_from([1, 2]))
+def test_step_matches_full_run(case, num_threads, tmp_path):
+    tol = tolerance(case)
+    model = load(case.graph, tmp_path, num_threads)
+    want = expected_steps(model, case)
+    s = model.stream(batch_size=case.batch)
+    x = the_input(case)
+    for t in range(case.time):
+        assert_close(s.step(x[:, t]), want[t], tol, f"step {t}")
+
+
+@SETTINGS
+@given(case=stream_cases(), data=st.data())
+def test_out_reset_and_state_round_trip(case, data, tmp_path):
+    model = load(case.graph, tmp_path)
+    x = the_input(case)
+    T = case.time
+    s = model.stream(batch_size=case.batch)
+    first = [s.step(x[:, t]) for t in range(T)]
+
+    # reset() starts over from the zero state: the same outputs, bit for bit.
+    s.reset()
+    again = [s.step(x[:, t]) for t in range(T)]
+    for t in range(T):
+        np.testing.assert_array_equal(again[t], first[t], err_msg=f"after reset, step {t}")
+
+    # out= is filled and returned.
+    s.reset()
+    for t in range(T):
+        buf = np.full(first[t].shape, np.nan, dtype=np.float32)
+        assert s.step(x[:, t], out=buf) is buf
+        np.testing.assert_array_equal(buf, first[t], err_msg=f"out=, step {t}")
+
+    # state after k steps, restored later, replays the same continuation.
+    k = data.draw(st.integers(0, T - 1), label="k")
+    s.reset()
+    for t in range(k):
+        s.step(x[:, t])
+    saved = s.state
+    snapshot = {key: v.copy() for key, v in saved.items()}
+    cont = [s.step(x[:, t]) for t in range(k, T)]
+    for key, v in saved.items():         # a copy: stepping on does not change it
+        np.testing.assert_array_equal(v, snapshot[key])
+    s.state = {key: np.full_like(v, 0.3) for key, v in saved.items()}
+    s.state = saved
+    replay = [s.step(x[:, t]) for t in range(k, T)]
+    for a, b in zip(cont, replay):
+        np.testing.assert_array_equal(b, a)
+    for a, b in zip(cont, first[k:]):
+        np.testing.assert_array_equal(a, b)
+
+
+def recurrent_stream_model(tmp_path, cell="lstm", proj=None, direction="forward", I=3, H=4):
+    layer = make_recurrent("rec", cell, direction, H, I, np.random.default_rng(0), x="x",
+                           y="y", proj=proj)
+    graph = ir.Graph([ir.TensorInfo("x", (None, None, I), "float32")], [layer], ["y"])
+    return load(graph, tmp_path)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_state_keys_shapes_and_copies(cell, tmp_path):
+    B, H, S = 3, 5, (2 if cell == "lstm" else 5)
+    model = recurrent_stream_model(tmp_path, cell, proj=2 if cell == "lstm" else None, H=H)
+    s = model.stream(batch_size=B)
+    expected = {"rec.h": (B, S)} | ({"rec.c": (B, H)} if cell == "lstm" else {})
+    state = s.state
+    assert {k: v.shape for k, v in state.items()} == expected
+    assert all(not v.any() for v in state.values())          # starts from zero
+    out = s.step(np.ones((B, 3), np.float32))
+    after = s.state
+    np.testing.assert_allclose(after["rec.h"], out, rtol=0, atol=0)   # y row == h
+    after["rec.h"][...] = 42.0
+    assert not np.any(s.state["rec.h"] == 42.0)
+
+
+def test_state_with_wrong_keys_or_shapes_is_refused(tmp_path):
+    s = recurrent_stream_model(tmp_path, "lstm").stream(batch_size=2)
+    good = s.state
+    bad_values = [
+        {"rec.h": good["rec.h"]},                                          # missing c
+        {**good, "other.h": good["rec.h"]},                                # extra key
+        {"rec.h": good["rec.h"], "rec.x": good["rec.c"]},                  # wrong key
+        {"rec.h": np.zeros((3, 4), np.float32), "rec.c": good["rec.c"]},  # wrong batch
+        {"rec.h": good["rec.h"], "rec.c": np.zeros((2, 5), np.float32)},  # wrong size
+        {"rec.h": good["rec.h"][0], "rec.c": good["rec.c"]},              # wrong rank
+    ]
+    for value in bad_values:
+        with pytest.raises(rnnrt.InputError):
+            s.state = value
+    s.state = good                                                         # still fine
+
+
+@pytest.mark.parametrize("direction", ["reverse", "bidirectional"])
+def test_non_forward_model_refuses_to_stream(direction, tmp_path):
+    model = recurrent_stream_model(tmp_path, "gru", direction=direction)
+    with pytest.raises(rnnrt.InputError) as err:
+        model.stream()
+    msg = str(err.value)
+    assert direction in msg and "forward" in msg
+
+
+def test_batch_size_one_takes_a_feature_vector(tmp_path):
+    model = recurrent_stream_model(tmp_path, "gru")
+    x = np.random.default_rng(1).uniform(-1, 1, (6, 3)).astype(np.float32)
+    a, b = model.stream(batch_size=1), model.stream(batch_size=1)
+    full = model.run(x[None])[0]
+    for t in range(6):
+        got_vec, got_row = a.step(x[t]), b.step(x[t][None])
+        np.testing.assert_array_equal(got_vec.reshape(got_row.shape), got_row)
+        assert_close(got_row, full[:, t], 1e-5, f"step {t}")
+
+
+def test_step_rejects_wrong_feature_count(tmp_path):
+    s = recurrent_stream_model(tmp_path, "rnn").stream(batch_size=2)
+    with pytest.raises(rnnrt.InputError) as err:
+        s.step(np.zeros((2, 11), np.float32))
+    assert "3" in str(err.value) and "11" in str(err.value)
+    with pytest.raises(rnnrt.InputError):
+        s.step(np.zeros((4, 3), np.float32))          # batch 4 on a batch-2 stream
