@@ -1,4 +1,5 @@
 /* The execution plan: every op of a model in order, in one call from Python. */
+#include <string.h>
 #include "rnnrt.h"
 
 static long op_rows(const rnnrt_op *op, int B, int T)
@@ -42,11 +43,20 @@ void rnnrt_plan_run(const rnnrt_op *ops, int n_ops, rnnrt_call *call)
             rnnrt_recurrent_io io = {
                 B, T, SLOT(0), SLOT(1), SLOT(2), SLOT(3), SLOT(4),
                 OUT(0), OUT(1), OUT(2), OUT(3), OUT(4), call->work, call->nthreads};
+            float *hn = io.hn, *cn = io.cn;
             if (op->stream_state >= 0 && call->state_h) {
+                /* A stream's state is read and written in place; the graph's own h_n / c_n
+                 * outputs get a copy (one direction, so "dbh" and "bdh" are the same). */
                 io.h0 = io.hn = call->state_h[op->stream_state];
                 io.c0 = io.cn = call->state_c[op->stream_state];
             }
             rnnrt_recurrent_run(&op->rec, &io);
+            if (hn && hn != io.hn) {
+                memcpy(hn, io.hn, sizeof(float) * B * op->rec.S);
+            }
+            if (cn && cn != io.cn) {
+                memcpy(cn, io.cn, sizeof(float) * B * op->rec.H);
+            }
             break;
         }
         case OP_EMBEDDING:

@@ -17,7 +17,7 @@ import rnnrt
 import rnnrt.packing
 from rnnrt import ir
 from reference import float32_tolerance, run_reference_traced
-from strategies import make_recurrent, recurrent_cases, stack_cases
+from strategies import ACT_PARAM_RANGES, make_recurrent, recurrent_cases, stack_cases
 
 PEAK_LIMIT = 100.0
 # RNNRT_EXAMPLES=1000 for a deeper search than the default quick run.
@@ -93,3 +93,36 @@ def test_repeated_runs_are_identical(threads, tmp_path):
         np.testing.assert_array_equal(a, b)
     want = run_reference_traced(graph, feeds)[0]
     assert_outputs_close(first, want, 1e-5)
+
+
+def _slot_cases():
+    for name in sorted(ir.ELEMENTWISE):
+        acts = [ir.Act.of(name)]
+        if name in ACT_PARAM_RANGES:   # and once with parameters other than the defaults
+            (a_lo, a_hi), rb = ACT_PARAM_RANGES[name]
+            acts.append(ir.Act.of(name, 0.25 * a_lo + 0.75 * a_hi,
+                                  None if rb is None else 0.75 * rb[0] + 0.25 * rb[1]))
+        for act in acts:
+            for cell in ("rnn", "lstm", "gru"):
+                for slot in range(ir.NUM_ACTIVATIONS[cell]):
+                    yield pytest.param(act, cell, slot,
+                                       id=f"{cell}-slot{slot}-{name}-{act.alpha:g}-{act.beta:g}")
+
+
+@pytest.mark.parametrize("act,cell,slot", list(_slot_cases()))
+def test_every_activation_in_every_slot(act, cell, slot, tmp_path):
+    # Short sequences and a small state: even an unbounded gate cannot amplify rounding much.
+    D, H, I, B, T = 2, 3, 2, 2, 3
+    acts = [ir.Act.of(a) for a in ir.DEFAULT_ACTIVATIONS[cell]]
+    acts[slot] = act
+    layer = make_recurrent("r", cell, "bidirectional", H, I, np.random.default_rng(slot),
+                           x="x", y="y", h_n="h_n", activations=[acts, acts],
+                           seq_lens="L")
+    graph = ir.Graph([ir.TensorInfo("x", (None, None, I), "float32"),
+                      ir.TensorInfo("L", (None,), "int32")], [layer], ["y", "h_n"])
+    feeds = {"x": np.random.default_rng(7).uniform(-2, 2, (B, T, I)).astype(np.float32),
+             "L": np.array([T, 2], np.int32)}
+    want, peak = run_reference_traced(graph, feeds)
+    assert np.isfinite(peak) and peak < 1e3, peak
+    model = rnnrt.load(rnnrt.packing.save(graph, tmp_path / "m.rnnrt"), num_threads=1)
+    assert_outputs_close(model.run(feeds), want, float32_tolerance(peak), act.name)

@@ -225,6 +225,20 @@ def test_missing_key_names_key_and_expected_shape(key, tmp_path):
     assert _shape_text(shape) in msg
 
 
+@pytest.mark.parametrize("key", sorted(set(weights("lstm_proj_hn")) - {"out.bias"}))
+def test_missing_key_with_inferred_sizes(key, tmp_path):
+    """With sizes left to inference a missing key is still named (a Linear's bias alone is
+    optional: without "bias": true in the spec, its absence means Linear(bias=False))."""
+    arrays = weights("lstm_proj_hn")
+    shape = arrays.pop(key).shape
+    with pytest.raises(FormatError) as e:
+        load_torch(save_weights(tmp_path, arrays), spec_path("lstm_proj_hn"))
+    msg = str(e.value)
+    assert repr(key) in msg and "missing" in msg
+    if key not in ("rnn.weight_ih_l0", "out.weight"):   # sizes are read from these two
+        assert _shape_text(shape) in msg
+
+
 @pytest.mark.parametrize("key", sorted(weights(FULL)))
 def test_wrong_shape_names_key_expected_and_received(key, tmp_path):
     arrays = weights(FULL)

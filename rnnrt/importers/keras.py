@@ -96,6 +96,8 @@ def load_keras(weights_npz_path, config) -> ir.Graph:
     model = _read_config(config)
     arrays = _read_weights(weights_npz_path)
     calls, input_layers, output_refs, layer_order = _model_graph(model)
+    for layer in layer_order:
+        _check_supported(layer)
     offsets = _weight_offsets(layer_order, arrays)
     builder = _Builder(arrays, offsets)
     builder.declare_inputs(input_layers, calls)
@@ -280,6 +282,34 @@ def _topological(calls, ready_layers):
 
 # ----------------------------------------------------------------------------- weights
 
+def _check_supported(layer):
+    """Refuse an unknown layer (or wrapped layer / cell) by name, before counting weights."""
+    cls = _class(layer)
+    name = layer.get("name") or layer.get("config", {}).get("name")
+    if cls in _MASK_OPS:
+        return
+    if cls not in SUPPORTED_LAYERS:
+        raise UnsupportedModelError(
+            f"Keras layer {cls!r} (layer {name!r}) is not supported; supported layers: "
+            f"{', '.join(SUPPORTED_LAYERS)}")
+    cfg = layer.get("config", {})
+    if cls == "TimeDistributed":
+        inner = _class(cfg.get("layer") or {})
+        if inner not in ("Dense",) + _ACTIVATION_LAYERS + _NO_OPS:
+            raise UnsupportedModelError(
+                f"TimeDistributed layer {name!r} wraps {inner!r}; supported inside "
+                f"TimeDistributed: Dense, {', '.join(_ACTIVATION_LAYERS + _NO_OPS)}")
+    elif cls == "Bidirectional":
+        for sub in _bidirectional_layers(layer):
+            if _class(sub) not in _RECURRENT + ("RNN",):
+                raise UnsupportedModelError(
+                    f"Bidirectional layer {name!r} wraps {_class(sub)!r}; supported: "
+                    "SimpleRNN, LSTM, GRU, RNN")
+            _recurrent_config(sub)
+    elif cls == "RNN":
+        _recurrent_config(layer)
+
+
 def _weight_count(layer: dict) -> int:
     """How many arrays of get_weights() a layer owns, from its config alone."""
     cls, cfg = _class(layer), layer.get("config", {})
@@ -302,7 +332,7 @@ def _weight_offsets(layers, arrays):
     offsets, n, owners = {}, 0, []
     for layer in layers:
         name = layer.get("name") or layer.get("config", {}).get("name")
-        k = _weight_count(layer) if _class(layer) in SUPPORTED_LAYERS else 0
+        k = _weight_count(layer)
         offsets[name] = n
         n += k
         if k:
@@ -320,8 +350,8 @@ def _weight_offsets(layers, arrays):
 def _activation(value, where) -> ir.Act:
     if value is None:
         return ir.Act.of("linear")
-    if isinstance(value, dict):   # a registered custom function or a callable object
-        value = value.get("config") if isinstance(value.get("config"), str) else value
+    if isinstance(value, dict):   # a registered custom function or a layer used as one
+        value = value["config"] if isinstance(value.get("config"), str) else _class(value)
     if not isinstance(value, str) or value not in _ACTIVATIONS:
         raise UnsupportedModelError(
             f"{where}: activation {value!r} has no exact rnnrt equivalent; supported: "
@@ -582,11 +612,7 @@ class _Builder:
             return self.layer_Dense(wrapped, x)
         if cls in _NO_OPS:
             return [x]
-        if cls in _ACTIVATION_LAYERS:
-            return self.layer_activation(wrapped, x)
-        raise UnsupportedModelError(
-            f"TimeDistributed layer {call.name!r} wraps {cls!r}; supported inside "
-            f"TimeDistributed: Dense, {', '.join(_ACTIVATION_LAYERS + _NO_OPS)}")
+        return self.layer_activation(wrapped, x)     # checked by _check_supported
 
     def layer_activation(self, call, x):
         cls, cfg = _class(call.layer), call.layer.get("config", {})
@@ -596,7 +622,8 @@ class _Builder:
         elif cls == "ReLU":
             act = self._relu(cfg, where)
         elif cls == "LeakyReLU":
-            act = ir.Act.of("leaky_relu", float(cfg.get("negative_slope", 0.3)))
+            act = ir.Act.of("leaky_relu", float(cfg.get("negative_slope",
+                                                        cfg.get("alpha", 0.3))))
         elif cls == "ELU":
             act = ir.Act.of("elu", float(cfg.get("alpha", 1.0)))
         else:  # Softmax
@@ -775,10 +802,6 @@ class _Builder:
         cfg = call.layer.get("config", {})
         where = f"Bidirectional layer {call.name!r}"
         fwd, bwd = _bidirectional_layers(call.layer)
-        for sub in (fwd, bwd):
-            if _class(sub) not in _RECURRENT + ("RNN",):
-                raise UnsupportedModelError(
-                    f"{where} wraps {_class(sub)!r}; supported: SimpleRNN, LSTM, GRU, RNN")
         (fcls, fcfg), (bcls, bcfg) = _recurrent_config(fwd), _recurrent_config(bwd)
         if fcfg.get("go_backwards") or not bcfg.get("go_backwards"):
             raise UnsupportedModelError(

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..errors import FormatError, UnsupportedModelError
-from ..ir import Act, Dense, Activation, Embedding, Graph, Recurrent, TensorInfo, TimeStep
+from ..ir import Act, Activation, Dense, Embedding, Graph, Recurrent, TensorInfo, TimeStep
 
 SPEC_VERSION = 1
 
@@ -322,7 +322,8 @@ class _ChainBuilder:
                 hr, hh = f"{p}weight_hr_l0", self.state.get(f"{p}weight_hh_l0")
                 if hr in self.state:
                     proj = self._peek(hr, ("proj_size", hidden))[0]
-                elif hh is not None and hh.ndim == 2 and 0 < hh.shape[1] < hidden:
+                elif hh is not None and hh.ndim == 2 and hh.shape[0] == G * hidden \
+                        and 0 < hh.shape[1] < hidden:
                     # weight_hh is (4*hidden, proj_size): a projected LSTM missing weight_hr.
                     self._take(hr, (hh.shape[1], hidden))
                 else:

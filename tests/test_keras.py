@@ -1,0 +1,345 @@
+"""Keras 3 import: golden fixtures made by tools/make_keras_fixtures.py from real Keras models.
+
+Each fixture is <name>.weights.npz (np.savez(path, *model.get_weights())), <name>.json
+(model.to_json()) and <name>.io.npz (inputs and what model.predict returned). The tests
+convert, load and run through the public API and compare with Keras (<= 1e-5), stream the
+forward-only models step by step, and check the importer's errors.
+"""
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import rnnrt
+from rnnrt.errors import FormatError, InputError, UnsupportedModelError
+from rnnrt.importers.keras import load_keras
+from reference import run_reference
+
+FIXTURES = Path(__file__).parent / "fixtures" / "keras"
+NAMES = sorted(p.name[:-len(".json")] for p in FIXTURES.glob("*.json"))
+TOL = 1e-5
+
+
+def fixture_files(name):
+    return FIXTURES / f"{name}.weights.npz", FIXTURES / f"{name}.json"
+
+
+def fixture_io(name):
+    """({input name: array}, [expected outputs]) of a fixture."""
+    with np.load(FIXTURES / f"{name}.io.npz") as io:
+        names = [str(n) for n in io["input_names"]]
+        feeds = {n: io[f"in_{i}"] for i, n in enumerate(names)}
+        n_out = sum(k.startswith("out_") for k in io.files)
+        expected = [io[f"out_{i}"] for i in range(n_out)]
+    return feeds, expected
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    """name -> path of the fixture converted to .rnnrt (each converted once)."""
+    root = tmp_path_factory.mktemp("keras")
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            weights, config = fixture_files(name)
+            cache[name] = rnnrt.convert(weights, root / f"{name}.rnnrt", config=config)
+        return cache[name]
+    return get
+
+
+def assert_close(got, want, what):
+    got = np.asarray(got)
+    assert got.shape == want.shape, f"{what}: shape {got.shape}, Keras gave {want.shape}"
+    err = float(np.max(np.abs(got.astype(np.float64) - want))) if want.size else 0.0
+    assert err <= TOL, f"{what}: max abs error {err:.3g} > {TOL}"
+
+
+def test_fixtures_present():
+    # Every layer and option the importer promises has a golden fixture.
+    assert len(NAMES) >= 30
+    for name in NAMES:
+        for suffix in (".weights.npz", ".io.npz"):
+            assert (FIXTURES / f"{name}{suffix}").is_file(), name
+
+
+# ----------------------------------------------------------------------------- whole runs
+
+@pytest.mark.parametrize("name", NAMES)
+def test_run_matches_keras(name, converted):
+    feeds, expected = fixture_io(name)
+    model = rnnrt.load(converted(name))
+    assert [i.name for i in model.inputs] == list(feeds)
+    outs = model.run(feeds if len(feeds) > 1 else next(iter(feeds.values())))
+    assert len(outs) == len(expected)
+    for k, (got, want) in enumerate(zip(outs, expected)):
+        assert_close(got, want, f"{name} output {k}")
+    assert_close(model(feeds if len(feeds) > 1 else next(iter(feeds.values()))), expected[0],
+                 f"{name} Model(x)")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_ir_matches_keras_on_reference(name):
+    # The importer alone, checked by the NumPy oracle: isolates importer bugs from engine bugs.
+    feeds, expected = fixture_io(name)
+    graph = load_keras(*fixture_files(name))
+    outs = run_reference(graph, feeds)
+    assert len(outs) == len(expected)
+    for k, (got, want) in enumerate(zip(outs, expected)):
+        assert_close(got, want, f"{name} output {k} (reference)")
+
+
+def test_masks_change_the_result():
+    # The masked fixtures would fail if the importer dropped the mask: guard against a
+    # fixture whose padding happens not to matter.
+    for name in ("masking_gru_seq", "embedding_mask_zero", "masking_bidir_vec"):
+        feeds, expected = fixture_io(name)
+        graph = load_keras(*fixture_files(name))
+        for layer in graph.layers:
+            if layer.kind == "Recurrent":
+                layer.mask = None
+        unmasked = run_reference(graph, feeds)[0]
+        assert np.max(np.abs(unmasked - expected[0])) > 1e-3, name
+
+
+# ----------------------------------------------------------------------------- streaming
+
+def step_feed(feeds, t):
+    x_t = {n: x[:, t] for n, x in feeds.items()}
+    return x_t if len(x_t) > 1 else next(iter(x_t.values()))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_stream_matches_run(name, converted):
+    feeds, expected = fixture_io(name)
+    graph = load_keras(*fixture_files(name))
+    model = rnnrt.load(converted(name))
+    B, T = next(iter(feeds.values())).shape[:2]
+    if not graph.streamable:
+        with pytest.raises(InputError, match="forward"):
+            model.stream(batch_size=B)
+        return
+    stream = model.stream(batch_size=B)
+    first = None
+    for t in range(T):
+        y = stream.step(step_feed(feeds, t))
+        if expected[0].ndim == 3:
+            want = expected[0][:, t]          # a sequence output: the run's row at t
+        else:
+            # Sequence-to-vector: what a whole run gives when the sequence ends at t.
+            want = run_reference(graph, {n: x[:, :t + 1] for n, x in feeds.items()})[0]
+        assert_close(y, want, f"{name} step {t}")
+        first = y.copy() if first is None else first
+    stream.reset()
+    assert_close(stream.step(step_feed(feeds, 0)), first, f"{name} step 0 after reset()")
+
+
+def test_stream_batch_one_takes_unbatched_rows(converted):
+    feeds, expected = fixture_io("gru_reset_after_seq")
+    x = next(iter(feeds.values()))
+    stream = rnnrt.load(converted("gru_reset_after_seq")).stream()
+    for t in range(x.shape[1]):
+        assert_close(np.reshape(stream.step(x[1, t]), -1), expected[0][1, t], f"step {t}")
+
+
+# ----------------------------------------------------------------------------- what is imported
+
+def recurrent_layers(name):
+    return [l for l in load_keras(*fixture_files(name)).layers if l.kind == "Recurrent"]
+
+
+def test_import_maps_options():
+    (gru,) = recurrent_layers("gru_reset_before_vec")
+    assert gru.cell == "gru" and not gru.linear_before_reset
+    (gru,) = recurrent_layers("gru_reset_after_seq")
+    assert gru.linear_before_reset
+    (lstm,) = recurrent_layers("lstm_seq_hard_sigmoid")
+    gate = lstm.activations[0][0]
+    assert (gate.name, gate.alpha, gate.beta) == ("hard_sigmoid", pytest.approx(1 / 6), 0.5)
+    (lstm,) = recurrent_layers("lstm_go_backwards_seq")
+    assert lstm.direction == "reverse" and lstm.output_order == "step"
+    (bi,) = recurrent_layers("bidir_lstm_concat_seq")
+    assert bi.direction == "bidirectional"
+    graph = load_keras(*fixture_files("embedding_mask_zero"))
+    assert graph.inputs[0].dtype == "int64" and graph.inputs[0].shape == (None, None)
+    assert load_keras(*fixture_files("simple_rnn_seq")).inputs[0].dtype == "float32"
+
+
+def test_lstm_gate_order_is_converted():
+    # Keras kernel columns i, f, c, o must land in IR rows i, o, f, c.
+    weights, config = fixture_files("lstm_vec_softmax")
+    with np.load(weights) as npz:
+        kernel = npz["arr_0"]
+    (lstm,) = recurrent_layers("lstm_vec_softmax")
+    H = lstm.hidden_size
+    keras_gate = {g: kernel[:, k * H:(k + 1) * H].T for k, g in enumerate("ifco")}
+    for k, g in enumerate("iofc"):
+        np.testing.assert_array_equal(lstm.W[0, k * H:(k + 1) * H], keras_gate[g])
+
+
+def test_stateful_is_noted():
+    graph = load_keras(*fixture_files("unroll_stateful"))
+    assert any("stateful" in note for note in graph.metadata.get("notes", []))
+
+
+# ----------------------------------------------------------------------------- errors
+
+def load_config(name):
+    return json.loads(fixture_files(name)[1].read_text())
+
+
+def save_weights(path, arrays):
+    np.savez(path, *arrays)
+    return path
+
+
+def fixture_weights(name):
+    with np.load(fixture_files(name)[0]) as npz:
+        return [npz[f"arr_{i}"] for i in range(len(npz.files))]
+
+
+def test_unknown_layer_names_itself(tmp_path):
+    config = load_config("simple_rnn_seq")
+    layer = config["config"]["layers"][1]
+    layer["class_name"] = "Conv1D"
+    layer["config"]["name"] = "my_conv"
+    for call in (lambda: load_keras(fixture_files("simple_rnn_seq")[0], config),
+                 lambda: rnnrt.convert(fixture_files("simple_rnn_seq")[0],
+                                       tmp_path / "m.rnnrt", config=config)):
+        with pytest.raises(UnsupportedModelError) as e:
+            call()
+        msg = str(e.value)
+        assert "Conv1D" in msg and "my_conv" in msg and "LSTM" in msg
+    assert not (tmp_path / "m.rnnrt").exists()
+
+
+def test_unknown_layer_in_functional_model():
+    config = load_config("lstm_return_state")
+    head = next(l for l in config["config"]["layers"] if l["name"] == "head")
+    head["class_name"] = "Attention"
+    with pytest.raises(UnsupportedModelError, match=r"'Attention'.*'head'"):
+        load_keras(fixture_files("lstm_return_state")[0], config)
+
+
+def test_missing_weight_array(tmp_path):
+    arrays = fixture_weights("stacked_dropout")
+    path = save_weights(tmp_path / "w.npz", arrays[:-1])
+    with pytest.raises(FormatError, match=rf"holds {len(arrays) - 1} arrays.*implies "
+                                          rf"{len(arrays)}"):
+        load_keras(path, fixture_files("stacked_dropout")[1])
+
+
+def test_extra_weight_array(tmp_path):
+    arrays = fixture_weights("simple_rnn_seq") + [np.zeros(3, np.float32)]
+    path = save_weights(tmp_path / "w.npz", arrays)
+    with pytest.raises(FormatError, match="arrays but the config implies"):
+        rnnrt.convert(path, tmp_path / "m.rnnrt", config=fixture_files("simple_rnn_seq")[1])
+
+
+def test_wrong_weight_shape_names_layer_and_shapes(tmp_path):
+    arrays = fixture_weights("lstm_vec_softmax")
+    arrays[1] = arrays[1][:, :-4]       # recurrent kernel (6, 24) cut to (6, 20)
+    path = save_weights(tmp_path / "w.npz", arrays)
+    config = load_config("lstm_vec_softmax")
+    lstm_name = config["config"]["layers"][1]["config"]["name"]
+    with pytest.raises(FormatError) as e:
+        load_keras(path, config)
+    msg = str(e.value)
+    assert lstm_name in msg and "recurrent_kernel" in msg
+    assert "(6, 24)" in msg and "(6, 20)" in msg
+
+
+def test_gru_bias_layout_must_match_reset_after(tmp_path):
+    config = load_config("gru_reset_after_seq")
+    gru = config["config"]["layers"][1]["config"]
+    gru["reset_after"] = False          # now one bias (3H,) is expected, not (2, 3H)
+    with pytest.raises(FormatError, match=r"bias.*\(12,\).*\(2, 12\)"):
+        load_keras(fixture_files("gru_reset_after_seq")[0], config)
+
+
+def test_named_arrays_are_refused(tmp_path):
+    path = tmp_path / "w.npz"
+    np.savez(path, kernel=np.zeros((3, 5), np.float32))
+    with pytest.raises(FormatError, match="get_weights"):
+        load_keras(path, fixture_files("simple_rnn_seq")[1])
+
+
+def test_not_an_npz(tmp_path):
+    path = tmp_path / "w.npz"
+    path.write_bytes(b"not a zip file")
+    with pytest.raises(FormatError, match="npz"):
+        load_keras(path, fixture_files("simple_rnn_seq")[1])
+
+
+def test_bad_config(tmp_path):
+    bad = tmp_path / "model.json"
+    bad.write_text("{not json")
+    with pytest.raises(FormatError, match="JSON"):
+        load_keras(fixture_files("simple_rnn_seq")[0], bad)
+    with pytest.raises(UnsupportedModelError, match="MyModel"):
+        load_keras(fixture_files("simple_rnn_seq")[0],
+                   {"class_name": "MyModel", "config": {"layers": []}})
+
+
+@pytest.mark.parametrize("activation", ["hard_tanh", "sparsemax", "soft_shrink"])
+def test_inexpressible_activation(activation):
+    config = load_config("simple_rnn_seq")
+    config["config"]["layers"][2]["config"]["activation"] = activation
+    with pytest.raises(UnsupportedModelError, match=activation):
+        load_keras(fixture_files("simple_rnn_seq")[0], config)
+
+
+def test_softmax_cannot_be_a_cell_activation():
+    config = load_config("simple_rnn_seq")
+    config["config"]["layers"][1]["config"]["activation"] = "softmax"
+    with pytest.raises(UnsupportedModelError, match="softmax"):
+        load_keras(fixture_files("simple_rnn_seq")[0], config)
+
+
+def test_config_accepted_as_path_string_and_dict():
+    weights, config = fixture_files("gru_reset_before_vec")
+    text = config.read_text()
+    graphs = [load_keras(weights, c) for c in (config, str(config), text, json.loads(text))]
+    feeds, expected = fixture_io("gru_reset_before_vec")
+    for g in graphs:
+        assert_close(run_reference(g, feeds)[0], expected[0], "config form")
+
+
+def test_bidirectional_with_unequal_layers_is_refused():
+    config = load_config("bidir_gru_sum_vec")
+    bi = config["config"]["layers"][1]["config"]
+    bi["backward_layer"] = copy.deepcopy(bi["backward_layer"])
+    bi["backward_layer"]["config"]["units"] = 7
+    with pytest.raises(UnsupportedModelError, match="differ"):
+        load_keras(fixture_files("bidir_gru_sum_vec")[0], config)
+
+
+# ----------------------------------------------------------------------------- live Keras
+
+def test_live_keras_model_matches(tmp_path):
+    """A freshly built random Keras model, saved the way a user saves it (skipped when Keras
+    is not installed, as in CI)."""
+    keras = pytest.importorskip("keras")
+    L = keras.layers
+    rng = np.random.default_rng(7)
+    x_in = keras.Input((None, 4))
+    h = L.Masking(0.0)(x_in)
+    h = L.Bidirectional(L.LSTM(5, return_sequences=True), merge_mode="ave")(h)
+    h = L.GRU(4, return_sequences=True, reset_after=False, go_backwards=True)(h)
+    h = L.TimeDistributed(L.Dense(3, activation="softmax"))(h)
+    model = keras.Model(x_in, h)
+    model.set_weights([rng.uniform(-0.5, 0.5, w.shape).astype(np.float32)
+                       for w in model.get_weights()])
+    np.savez(tmp_path / "w.npz", *model.get_weights())
+    (tmp_path / "model.json").write_text(model.to_json())
+    x = rng.uniform(-1, 1, (3, 7, 4)).astype(np.float32)
+    x[0, 5:] = 0.0
+    x[2, 2] = 0.0
+    want = np.asarray(model.predict(x, verbose=0))
+    path = rnnrt.convert(tmp_path / "w.npz", tmp_path / "m.rnnrt",
+                         config=tmp_path / "model.json")
+    (got,) = rnnrt.load(path).run(x)
+    assert_close(got, want, "live model")
