@@ -13,9 +13,16 @@ $(STAMP): requirements-dev.txt pyproject.toml
 	$(PY) -m pip install -q -r requirements-dev.txt
 	touch $(STAMP)
 
-# Build the extension in place (fast incremental rebuilds while developing).
-build: venv
+EDITABLE := $(VENV)/.editable-stamp
+
+# Build the extension in place (fast incremental rebuilds while developing); the editable
+# install, done once, puts `rnnrt` on the venv's path with its console script.
+build: venv $(EDITABLE)
 	$(PY) setup.py -q build_ext --inplace
+
+$(EDITABLE): $(STAMP) pyproject.toml setup.py
+	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
+	touch $(EDITABLE)
 
 test: build
 	$(PY) -m pytest -q tests
