@@ -191,7 +191,7 @@ def random_feeds(graph: ir.Graph, batch: int, time: int, seed: int) -> dict:
     return feeds
 
 
-def seq_input(name, features, time_major=False):
+def seq_input(name, features):
     return ir.TensorInfo(name, (None, None, features), "float32")
 
 

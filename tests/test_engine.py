@@ -3,10 +3,12 @@
 Tolerance: reference.float32_tolerance(peak), i.e. 1e-5 absolute on unit-scale values and
 1e-5 relative to the largest magnitude once an unbounded activation (linear, relu,
 exponential, ...) lets values grow. Cases whose values exceed PEAK_LIMIT (or overflow) are
-skipped: past that, float32 rounding, not the engine, decides the digits compared.
+skipped: past that, float32 rounding, not the engine, decides the digits compared. (Why the
+LSTM / GRU gate slot only gets gate-like activations: see GATE_ACT_NAMES in strategies.py.)
 """
 
 import os
+import uuid
 
 import numpy as np
 import pytest
@@ -33,7 +35,8 @@ def oracle(case):
 
 
 def load(case, tmp_path, num_threads):
-    path = rnnrt.packing.save(case.graph, tmp_path / "m.rnnrt")
+    # A fresh name per example: tmp_path is shared by all examples of a test.
+    path = rnnrt.packing.save(case.graph, tmp_path / f"{uuid.uuid4().hex}.rnnrt")
     return rnnrt.load(path, num_threads=num_threads)
 
 
@@ -67,11 +70,13 @@ def test_stacked_graph_matches_reference(case, num_threads, tmp_path):
 @SETTINGS
 @given(case=st.one_of(recurrent_cases(), stack_cases()))
 def test_one_and_two_threads_agree(case, tmp_path):
-    # Rows are split across threads and BLAS may block differently: close, not bit-equal.
+    # Rows are split across threads and BLAS blocks the smaller GEMMs differently: close,
+    # not bit-equal. Each run lands within ~0.15 tol of the oracle (measured over thousands of
+    # cases), so tol / 2 between them leaves room while a race would show as a gross error.
     _, tol = oracle(case)
     one = load(case, tmp_path, 1).run(case.feeds)
     two = load(case, tmp_path, 2).run(case.feeds)
-    assert_outputs_close(two, one, tol / 10, "2 threads vs 1")
+    assert_outputs_close(two, one, tol / 2, "2 threads vs 1")
 
 
 @pytest.mark.parametrize("threads", [1, 2])

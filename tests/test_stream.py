@@ -5,6 +5,7 @@ h_last, h_n) must equal the full run over x[:, :t+1]. Tolerance as in test_engin
 """
 
 import os
+import uuid
 
 import numpy as np
 import pytest
@@ -23,7 +24,9 @@ SETTINGS = settings(max_examples=int(os.environ.get("RNNRT_EXAMPLES", 40)), dead
 
 
 def load(graph, tmp_path, num_threads=1):
-    return rnnrt.load(rnnrt.packing.save(graph, tmp_path / "m.rnnrt"), num_threads=num_threads)
+    # A fresh name per example: tmp_path is shared by all examples of a test.
+    path = rnnrt.packing.save(graph, tmp_path / f"{uuid.uuid4().hex}.rnnrt")
+    return rnnrt.load(path, num_threads=num_threads)
 
 
 def the_input(case):

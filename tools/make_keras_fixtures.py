@@ -313,6 +313,8 @@ def activation_layers(rng):
             L.ReLU(name="relu_layer")(d),
             L.ReLU(max_value=6.0, name="relu6_layer")(d),
             L.LeakyReLU(negative_slope=0.1, name="leaky_layer")(d),
+            L.LeakyReLU(name="leaky_default_layer")(d),
+            L.ReLU(threshold=0.2, name="threshold_layer")(d),
             L.ELU(alpha=0.7, name="elu_layer")(d),
             L.Softmax(name="softmax_layer")(d)]
     m = keras.Model(x, outs)
@@ -352,6 +354,17 @@ def unroll_stateful(rng):
                           L.GRU(3, stateful=True),
                           L.Dense(2)])
     return m, [floats(rng, (BATCH, 5, FEATURES))]
+
+
+@fixture
+def rnn_wrapper_cells(rng):
+    # The generic RNN layer around the built-in cells has the same weights and math.
+    m = keras.Sequential([seq_input(),
+                          L.RNN(L.LSTMCell(4), return_sequences=True),
+                          L.Bidirectional(L.RNN(L.SimpleRNNCell(3), return_sequences=True)),
+                          L.RNN(L.GRUCell(3, reset_after=False)),
+                          L.Dense(2)])
+    return m, [floats(rng, (BATCH, T, FEATURES))]
 
 
 @fixture

@@ -13,7 +13,8 @@ Keras semantics reproduced here (read from the Keras 3 sources):
     reset gate after the recurrent matmul (IR linear_before_reset); reset_after=False has
     one bias (3H,) and applies it before.
   * masks (Masking, Embedding(mask_zero=True)) travel with tensors through every layer that
-    supports masking. A masked step carries the state; its output is the previous output
+    supports masking; a Functional config instead records them as NotEqual / Any operations
+    passed as mask=, which are resolved onto the same IR masks. A masked step carries the state; its output is the previous output
     (the carried h) or zero when zero_output_for_mask, which Bidirectional forces to
     return_sequences on both of its layers. A sequence-to-vector output is the output of
     the last processed step: the final state, or zero when that step is masked and
@@ -27,12 +28,13 @@ Keras semantics reproduced here (read from the Keras 3 sources):
   * stateful=True is accepted: each run() starts from zero state, as Keras does after
     reset_states(); Model.stream() is rnnrt's way to carry state across calls. unroll
     changes nothing numerically.
+  * graph inputs keep a dynamic time axis even when Keras fixed it; token-id inputs (those
+    read by an Embedding) are int64 (batch, time), the others float32 (batch, time, F).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass
 
@@ -40,6 +42,7 @@ import numpy as np
 
 from .. import ir
 from ..errors import FormatError, UnsupportedModelError
+from .sources import read_json_object, read_npz
 
 # Keras activation name -> (IR name, alpha, beta); None means the IR default parameters.
 # Each entry reproduces the Keras 3 formula exactly (see keras/src/activations).
@@ -112,32 +115,12 @@ def load_keras(weights_npz_path, config) -> ir.Graph:
 # ----------------------------------------------------------------------------- reading
 
 def _read_config(config) -> dict:
-    if isinstance(config, dict):
-        return config
-    if isinstance(config, (str, os.PathLike)):
-        text = str(config)
-        if not text.lstrip().startswith("{"):
-            try:
-                with open(config, encoding="utf-8") as f:
-                    text = f.read()
-            except OSError as e:
-                raise FormatError(f"cannot read the Keras config {config!r}: {e}") from e
-        try:
-            parsed = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise FormatError(f"the Keras config is not valid JSON (model.to_json()): {e}") from e
-        if isinstance(parsed, dict):
-            return parsed
-    raise FormatError("config must be model.to_json(): a file path, a JSON string or a dict")
+    return read_json_object(config, "the Keras config (model.to_json())")
 
 
 def _read_weights(path) -> list:
     """The arrays of np.savez(path, *weights), in order (arr_0, arr_1, ...)."""
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            files = {k: npz[k] for k in npz.files}
-    except Exception as e:  # zipfile / numpy raise many different types
-        raise FormatError(f"cannot read the weights file {str(path)!r} as .npz: {e}") from e
+    files = read_npz(path, "the weights file")
     index = {}
     for key in files:
         m = re.fullmatch(r"arr_(\d+)", key)
@@ -206,10 +189,9 @@ def _sequential_graph(cfg):
 
 
 def _functional_graph(cfg):
-    by_name, calls, input_layers = {}, [], {}
+    calls, input_layers = [], {}
     for layer in cfg["layers"]:
         name = layer.get("name") or layer.get("config", {}).get("name")
-        by_name[name] = layer
         if _class(layer) == "InputLayer":
             input_layers[name] = layer
             continue
@@ -540,18 +522,6 @@ class _Builder:
             if cls in _MASK_OPS:
                 self.tensors[(call.name, call.node, 0)] = self.mask_op(call)
                 continue
-            handler = getattr(self, "layer_" + cls, None)
-            if handler is None:
-                if cls in _RECURRENT:
-                    handler = self.layer_recurrent
-                elif cls in _NO_OPS:
-                    handler = self.layer_no_op
-                elif cls in _ACTIVATION_LAYERS:
-                    handler = self.layer_activation
-            if handler is None or cls not in SUPPORTED_LAYERS:
-                raise UnsupportedModelError(
-                    f"Keras layer {cls!r} (layer {call.name!r}) is not supported; supported "
-                    f"layers: {', '.join(SUPPORTED_LAYERS)}")
             if len(call.args) != 1:
                 raise UnsupportedModelError(
                     f"{cls} layer {call.name!r} takes {len(call.args)} tensor inputs; rnnrt "
@@ -571,13 +541,23 @@ class _Builder:
             if x.expr is not None:
                 raise UnsupportedModelError(
                     f"{cls} layer {call.name!r} reads a mask computation as data; not supported")
-            if x.dtype != "float32" and cls not in ("Embedding",):
+            if x.dtype != "float32" and cls != "Embedding":
                 raise UnsupportedModelError(
                     f"{cls} layer {call.name!r} reads integer token ids; only an Embedding "
                     "may read them")
-            outs = handler(call, x)
+            outs = self.handler(cls)(call, x)
             for i, t in enumerate(outs):
                 self.tensors[(call.name, call.node, i)] = t
+
+    def handler(self, cls):
+        """The method emitting a layer class (unsupported ones were refused up front)."""
+        if cls in _RECURRENT or cls == "RNN":
+            return self.layer_recurrent
+        if cls in _NO_OPS:
+            return self.layer_no_op
+        if cls in _ACTIVATION_LAYERS:
+            return self.layer_activation
+        return getattr(self, "layer_" + cls)
 
     def layer_no_op(self, call, x):
         return [x]
@@ -605,9 +585,7 @@ class _Builder:
             raise UnsupportedModelError(
                 f"TimeDistributed layer {call.name!r} needs a (batch, time, features) input")
         # Dense, activations and no-ops act on the last axis, so wrapping changes nothing.
-        wrapped = _Call(dict(inner, name=call.name), call.name, call.node, call.args,
-                        call.kwargs)
-        wrapped.layer.setdefault("config", {})
+        wrapped = _Call(inner, call.name, call.node, call.args, call.kwargs)
         if cls == "Dense":
             return self.layer_Dense(wrapped, x)
         if cls in _NO_OPS:
@@ -748,9 +726,6 @@ class _Builder:
                 f"{_class(call.layer)} layer {call.name!r} needs a (batch, time, features) "
                 f"input with known features, got shape {x.shape}")
         return x.shape[-1]
-
-    def layer_RNN(self, call, x):
-        return self.layer_recurrent(call, x)
 
     def layer_recurrent(self, call, x):
         cls, cfg = _recurrent_config(call.layer)

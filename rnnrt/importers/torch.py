@@ -16,12 +16,12 @@ spec states are checked against them. Every state_dict key must be used exactly 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 
 import numpy as np
 
 from ..errors import FormatError, UnsupportedModelError
+from .sources import read_json_object, read_npz
 from ..ir import Act, Activation, Dense, Embedding, Graph, Recurrent, TensorInfo, TimeStep
 
 SPEC_VERSION = 1
@@ -84,35 +84,13 @@ def load_torch(state_npz_path, spec) -> Graph:
 
 def read_spec(spec) -> dict:
     """Return the spec as a dict; a file or string that is not JSON raises FormatError."""
-    if isinstance(spec, Mapping):
-        return dict(spec)
-    if isinstance(spec, (str, os.PathLike)):
-        text = str(spec)
-        if not text.lstrip().startswith("{"):
-            try:
-                with open(text, encoding="utf-8") as f:
-                    text = f.read()
-            except OSError as e:
-                raise FormatError(f"cannot read PyTorch spec file {str(spec)!r}: {e}") from None
-        try:
-            parsed = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise FormatError(f"PyTorch spec {str(spec)[:80]!r} is not valid JSON: {e}") from None
-        if not isinstance(parsed, dict):
-            raise FormatError(f"PyTorch spec must be a JSON object, got {type(parsed).__name__}")
-        return parsed
-    raise FormatError(f"PyTorch spec must be a path, a JSON string or a dict, "
-                      f"got {type(spec).__name__}")
+    return read_json_object(spec, "the PyTorch spec")
 
 
 def _read_state(src) -> dict:
     if isinstance(src, Mapping):
         return {str(k): np.asarray(v) for k, v in src.items()}
-    try:
-        with np.load(src, allow_pickle=False) as npz:
-            return {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, EOFError) as e:
-        raise FormatError(f"cannot read state_dict NPZ {str(src)!r}: {e}") from None
+    return read_npz(src, "the state_dict")
 
 
 # ----------------------------------------------------------------------------- building
