@@ -185,6 +185,12 @@ class Stream:
             if direction != "forward":
                 raise InputError(f"recurrent layer {name!r} is {direction}: step() needs "
                                  f"forward-only layers (a {direction} layer reads the future)")
+        n_inputs = len(model._plan.inputs)
+        for op, (name, *_) in zip((o for o in model._plan.ops if "rec" in o),
+                                  model._plan.recurrent):
+            if any(i >= n_inputs for i in op["in"][3:5]):
+                raise InputError(f"recurrent layer {name!r} starts from a state another layer "
+                                 f"computes at the end of the sequence: it cannot be stepped")
         if not isinstance(batch_size, int) or batch_size < 1:
             raise InputError(f"batch_size must be a positive int, got {batch_size!r}")
         self.model = model

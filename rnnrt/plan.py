@@ -259,8 +259,8 @@ def _recurrent(layer, tensors, read, define):
     if ls is not None and (ls.dtype != "int32" or ls.shape != (BATCH,)):
         _fail(layer, f"seq_lens must be int32 (batch,), got {ls.dtype} {ls.shape}")
     mask_i, ms = read(layer, _attr(layer, "mask", (str,), optional=True), 2)
-    if ms is not None and (ms.dtype != "uint8" or ms.shape != (BATCH, TIME) or tm):
-        _fail(layer, "mask must be uint8 (batch, time) for a batch-major layer")
+    if ms is not None and (ms.dtype != "uint8" or ms.shape != (BATCH, TIME)):
+        _fail(layer, f"mask must be uint8 (batch, time), got {ms.dtype} {ms.shape}")
     state_shape = (lambda w: (D, BATCH, w)) if state_layout == "dbh" else (lambda w: (BATCH, D, w))
     h0_i, hs = read(layer, _attr(layer, "h0", (str,), optional=True), 3)
     if hs is not None and (hs.dtype != "float32" or hs.shape != state_shape(S)):

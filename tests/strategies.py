@@ -33,7 +33,7 @@ INPUT_SIZES = st.integers(1, 20)
 BATCHES = st.integers(1, 5)
 TIMES = st.integers(1, 9)
 SEEDS = st.integers(0, 2 ** 32 - 1)
-MASK_WITH_TIME_MAJOR = False    # see stack_cases
+MASK_WITH_TIME_MAJOR = True     # see stack_cases
 
 
 class Case:

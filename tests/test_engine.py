@@ -117,7 +117,7 @@ def _slot_cases():
 @pytest.mark.parametrize("act,cell,slot", list(_slot_cases()))
 def test_every_activation_in_every_slot(act, cell, slot, tmp_path):
     # Short sequences and a small state: even an unbounded gate cannot amplify rounding much.
-    D, H, I, B, T = 2, 3, 2, 2, 3
+    H, I, B, T = 3, 2, 2, 3
     acts = [ir.Act.of(a) for a in ir.DEFAULT_ACTIVATIONS[cell]]
     acts[slot] = act
     layer = make_recurrent("r", cell, "bidirectional", H, I, np.random.default_rng(slot),

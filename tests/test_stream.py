@@ -175,3 +175,16 @@ def test_step_rejects_wrong_feature_count(tmp_path):
     assert "3" in str(err.value) and "11" in str(err.value)
     with pytest.raises(rnnrt.InputError):
         s.step(np.zeros((4, 3), np.float32))          # batch 4 on a batch-2 stream
+
+
+def test_layer_started_from_another_layers_final_state_refuses_to_stream(tmp_path):
+    # An encoder-decoder shape: the second layer's h0 is the first layer's state at the end
+    # of the whole sequence, which does not exist yet when stepping.
+    rng = np.random.default_rng(3)
+    enc = make_recurrent("enc", "gru", "forward", 4, 3, rng, x="x", h_n="enc_h")
+    dec = make_recurrent("dec", "gru", "forward", 4, 3, rng, x="x", h0="enc_h", y="y")
+    g = ir.Graph([ir.TensorInfo("x", (None, None, 3), "float32")], [enc, dec], ["y"])
+    model = load(g, tmp_path)
+    assert model.run(np.ones((2, 5, 3), np.float32))[0].shape == (2, 5, 4)
+    with pytest.raises(rnnrt.InputError, match="'dec' starts from a state"):
+        model.stream()
