@@ -107,6 +107,8 @@ class Model:
                        for s in self._plan.inputs]
         self.outputs = [TensorSpec(slots[i].name, _public_shape(slots[i].shape), slots[i].dtype)
                         for i in self._plan.outputs]
+        self._time_indices = [op["index"] for op in self._plan.ops
+                              if op["kind"] == plan.OP_CODES["TimeStep"]]
         # Embedding tables by the graph input they read: ids are range-checked in Python.
         self._vocab = {}
         for op, slot_ids in ((op, op["in"]) for op in self._plan.ops):
@@ -151,6 +153,10 @@ class Model:
         B, T = sizes.get(plan.BATCH, 1), sizes.get(plan.TIME, 1)
         if B < 1 or T < 1:
             raise InputError(f"batch and time must be at least 1, got batch {B}, time {T}")
+        for index in self._time_indices:
+            if not -T <= index < T:
+                raise InputError(f"the model reads time step {index} of its sequence, which "
+                                 f"does not exist in a sequence of {T} steps")
         for spec, arr in zip(self._plan.inputs, arrays):
             if spec.dtype == "int32" and arr.size and (arr.min() < 0 or arr.max() > T):
                 raise InputError(f"input {spec.name!r}: sequence lengths must lie in 0..{T} "
@@ -191,6 +197,9 @@ class Stream:
             if any(i >= n_inputs for i in op["in"][3:5]):
                 raise InputError(f"recurrent layer {name!r} starts from a state another layer "
                                  f"computes at the end of the sequence: it cannot be stepped")
+        if any(index != -1 for index in model._time_indices):
+            raise InputError("the model reads a fixed time step other than the last one: a "
+                             "stream only knows the steps so far")
         if not isinstance(batch_size, int) or batch_size < 1:
             raise InputError(f"batch_size must be a positive int, got {batch_size!r}")
         self.model = model

@@ -63,6 +63,8 @@ def _attr(layer, key, types, optional=False):
         _fail(layer, f"attribute {key!r} must be {types}, got {v!r}")
     if not isinstance(v, types):
         _fail(layer, f"attribute {key!r} must be {[t.__name__ for t in types]}, got {v!r}")
+    if isinstance(v, int) and not -2 ** 31 < v < 2 ** 31:   # C ints in the kernels
+        _fail(layer, f"attribute {key!r} is out of range: {v}")
     return v
 
 
@@ -121,6 +123,15 @@ def _first_time_major(doc, name) -> bool:
 
 def build(doc: dict, tensors: dict) -> Plan:
     """Validate a graph document against its tensors and infer every tensor's shape."""
+    try:
+        return _build(doc, tensors)
+    except (TypeError, KeyError, AttributeError, ValueError, IndexError) as e:
+        # The explicit checks name what they expected; a document malformed in a way they do
+        # not foresee (a list where a dict belongs...) still gets a typed error.
+        raise FormatError(f"malformed graph document: {type(e).__name__}: {e}") from None
+
+
+def _build(doc: dict, tensors: dict) -> Plan:
     if not isinstance(doc, dict) or not all(k in doc for k in ("inputs", "layers", "outputs")):
         raise FormatError("graph must have inputs, layers and outputs")
     slots, index = [], {}
@@ -297,8 +308,9 @@ def _recurrent(layer, tensors, read, define):
 def _embedding(layer, tensors, read, define):
     name = layer.get("params", {}).get("table")
     table = tensors.get(name) if isinstance(name, str) else None
-    if table is None or table.ndim != 2 or table.dtype != np.float32 or table.shape[0] < 1:
-        _fail(layer, "table must be a float32 (V, E) tensor")
+    if table is None or table.ndim != 2 or table.dtype != np.float32 or min(table.shape) < 1:
+        got = "nothing" if table is None else f"{table.dtype} {table.shape}"
+        _fail(layer, f"table must be a float32 (V >= 1, E >= 1) tensor, got {got}")
     ids_i, ids = read(layer, _attr(layer, "ids", (str,)))
     if ids.dtype != "int64":
         _fail(layer, f"ids must be int64, got {ids.dtype}")
@@ -329,8 +341,10 @@ def _dense(layer, tensors, read, define):
     name = layer.get("params", {}).get("kernel")
     k = tensors.get(name) if isinstance(name, str) else None
     n_in = xs.shape[-1] if xs is not None and xs.shape else None
-    if k is None or k.ndim != 2 or k.dtype != np.float32 or k.shape[0] != n_in:
-        _fail(layer, f"kernel must be float32 ({n_in}, out)")
+    if k is None or k.ndim != 2 or k.dtype != np.float32 or k.shape[0] != n_in or \
+            k.shape[1] < 1:
+        got = "nothing" if k is None else f"{k.dtype} {k.shape}"
+        _fail(layer, f"kernel must be float32 ({n_in}, out >= 1), got {got}")
     bias = _tensor(layer, tensors, "bias", (k.shape[1],), optional=True)
     if xs.dtype != "float32":
         _fail(layer, "x must be float32")
