@@ -16,9 +16,9 @@ engine = Extension(
     include_dirs=["src_c", numpy.get_include(), scipy_openblas32.get_include_dir()],
     library_dirs=[blas_lib],
     libraries=[scipy_openblas32.get_library()],
-    # Installed: the OpenBLAS wheel sits beside us in site-packages; in-place builds: the
-    # build-time directory. Never the system BLAS.
-    runtime_library_dirs=["$ORIGIN/../scipy_openblas32/lib", blas_lib],
+    # Installed, the OpenBLAS wheel sits beside us in site-packages; an in-place build finds
+    # it through rnnrt/_blas.py, which loads it first. Never the system BLAS.
+    runtime_library_dirs=["$ORIGIN/../scipy_openblas32/lib"],
     # Portable: no -march=native; -O3 with OpenMP.
     extra_compile_args=["-O3", "-fopenmp", "-std=c11", "-Wall", "-Wno-unused-function"],
     extra_link_args=["-fopenmp"],

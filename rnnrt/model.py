@@ -11,6 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import _blas  # noqa: F401  (loads OpenBLAS first; must precede _engine)
 from . import _engine, fileformat, plan
 from .errors import InputError
 

@@ -37,9 +37,12 @@ SCRIPT = textwrap.dedent("""
     ok_scipy = np.allclose(scipy.linalg.cho_solve(scipy.linalg.cho_factor(spd), a[:, :5]),
                            np.linalg.solve(spd, a[:, :5]))
     after = {p["filepath"]: p["num_threads"] for p in numpy_blas()}
+    import ctypes
+    # Our OpenBLAS was loaded RTLD_LOCAL: its symbols are not in the global namespace.
+    global_sgemm = hasattr(ctypes.CDLL(None), "scipy_cblas_sgemm")
     print(json.dumps({"before": before, "after": after, "ok_numpy": bool(ok_numpy),
                       "ok_numpy32": bool(ok_numpy32), "ok_scipy": bool(ok_scipy),
-                      "y_finite": bool(np.isfinite(y).all())}))
+                      "y_finite": bool(np.isfinite(y).all()), "global_sgemm": global_sgemm}))
 """)
 
 
@@ -53,5 +56,6 @@ def test_numpy_and_scipy_blas_untouched(tmp_path):
     r = json.loads(out.stdout.strip().splitlines()[-1])
     assert r["ok_numpy"] and r["ok_numpy32"] and r["ok_scipy"] and r["y_finite"], r
     assert r["before"], "NumPy's BLAS was not found by threadpoolctl"
+    assert not r["global_sgemm"], "rnnrt's OpenBLAS symbols leaked into the global namespace"
     # Every BLAS NumPy had before rnnrt ran still has its thread count.
     assert {k: r["after"].get(k) for k in r["before"]} == r["before"]
