@@ -32,7 +32,7 @@ cdef extern from "rnnrt.h" nogil:
         int kind
         int in_ "in"[5]     # RNNRT_MAX_IO
         int out[5]
-        int seq
+        int tsym
         long rows_mult
         int n_in, n_out
         rnnrt_recurrent rec
@@ -46,7 +46,8 @@ cdef extern from "rnnrt.h" nogil:
         int stream_state
 
     ctypedef struct rnnrt_call:
-        int B, T, nthreads
+        int B, nthreads
+        const int *T
         void **slots
         float *work
         float **state_h
@@ -54,7 +55,7 @@ cdef extern from "rnnrt.h" nogil:
         long bad_id_op
 
     int RNNRT_MAX_IO
-    long rnnrt_plan_work_floats(const rnnrt_op *ops, int n_ops, int B, int T, int nthreads)
+    long rnnrt_plan_work_floats(const rnnrt_op *ops, int n_ops, int B, const int *T, int nthreads)
     void rnnrt_plan_run(const rnnrt_op *ops, int n_ops, rnnrt_call *call)
     void rnnrt_blas_single_thread()
 
@@ -73,6 +74,17 @@ cdef void set_act(rnnrt_act *a, tuple code):
     a.kind = code[0]
     a.alpha = code[1]
     a.beta = code[2]
+
+
+cdef enum:
+    RNNRT_MAX_TIMES = 64    # time symbols (sequence inputs) a model may have; plan.py checks
+
+
+cdef void fill_times(int *T, Ts) except *:
+    if len(Ts) > RNNRT_MAX_TIMES:
+        raise ValueError(f"at most {RNNRT_MAX_TIMES} sequence inputs")
+    for k, t in enumerate(Ts):
+        T[k] = t
 
 
 cdef class Engine:
@@ -95,7 +107,7 @@ cdef class Engine:
             for j in range(RNNRT_MAX_IO):
                 op.in_[j] = spec["in"][j] if j < len(spec["in"]) else -1
                 op.out[j] = spec["out"][j] if j < len(spec["out"]) else -1
-            op.seq = spec["seq"]
+            op.tsym = spec["tsym"]
             op.rows_mult = spec["rows_mult"]
             op.n_in = spec["n_in"]
             op.n_out = spec["n_out"]
@@ -141,14 +153,19 @@ cdef class Engine:
     def __dealloc__(self):
         free(self.ops)
 
-    def work_floats(self, int B, int T, int nthreads):
+    def work_floats(self, int B, Ts, int nthreads):
+        cdef int T[RNNRT_MAX_TIMES]
+        fill_times(T, Ts)
         return rnnrt_plan_work_floats(self.ops, self.n_ops, B, T, nthreads)
 
-    def run(self, list buffers, int B, int T, int nthreads, cnp.ndarray work,
+    def run(self, list buffers, int B, Ts, int nthreads, cnp.ndarray work,
             list states_h=None, list states_c=None):
         """Run every op. `buffers`: one C-contiguous array (or None) per slot, checked by
-        the caller. Returns the index of an op that met an out-of-range token id, or -1."""
+        the caller; Ts: the time length of each time symbol. Returns the index of an op that
+        met an out-of-range token id, or -1."""
         cdef rnnrt_call call
+        cdef int T[RNNRT_MAX_TIMES]
+        fill_times(T, Ts)
         cdef Py_ssize_t i, n = len(buffers)
         cdef Py_ssize_t ns = len(states_h) if states_h is not None else 0
         call.slots = <void **>malloc(max(n, 1) * sizeof(void *))

@@ -97,8 +97,6 @@ Y_LAYOUTS = ("btf", "tbf", "tdbh", "btdh")
 STATE_LAYOUTS = ("dbh", "bdh")
 MERGE_MODES = ("concat", "sum", "mul", "ave")
 
-# A dimension is an int, or a str naming a symbolic size ("batch", "time", ...).
-Dim = "int | str"
 
 
 @dataclass(frozen=True)
@@ -129,7 +127,12 @@ class Act:
 
 @dataclass
 class TensorInfo:
-    """A graph input or output: name, shape (ints, or None for a dynamic axis), dtype."""
+    """A graph input or output: name, shape (ints, or None for a dynamic axis), dtype.
+
+    Dynamic axes are the batch, and the time axis of a sequence input: (None, None, F), or
+    (None, None) token ids, read as (batch, time, ...) or, for an input a time-major layer
+    reads, (time, batch, ...). All inputs share the batch size; each sequence input has its
+    own length (an encoder's and a decoder's inputs may differ)."""
     name: str
     shape: tuple
     dtype: str  # "float32", "int64" (token ids) or "int32" (sequence lengths)

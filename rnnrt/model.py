@@ -58,8 +58,8 @@ def _as_array(name: str, value, dtype: str) -> np.ndarray:
 
 def _bind(spec: plan.Slot, arr: np.ndarray, sizes: dict, drop_time=False) -> None:
     """Check arr's shape against a symbolic shape, binding batch / time in `sizes`."""
-    shape = tuple(d for d in spec.shape if not (drop_time and d == plan.TIME))
-    shown = tuple("batch" if d == plan.BATCH else "time" if d == plan.TIME else d for d in shape)
+    shape = tuple(d for d in spec.shape if not (drop_time and plan.is_time(d)))
+    shown = shape
     if arr.ndim != len(shape):
         raise InputError(f"input {spec.name!r}: expected rank {len(shape)} {shown}, got "
                          f"shape {arr.shape}")
@@ -108,8 +108,12 @@ class Model:
                        for s in self._plan.inputs]
         self.outputs = [TensorSpec(slots[i].name, _public_shape(slots[i].shape), slots[i].dtype)
                         for i in self._plan.outputs]
-        self._time_indices = [op["index"] for op in self._plan.ops
+        # (index, time symbol) of each TimeStep, and (graph input, time symbol) of each
+        # sequence-lengths input: both are checked against the call's time lengths.
+        self._time_indices = [(op["index"], op["tsym"]) for op in self._plan.ops
                               if op["kind"] == plan.OP_CODES["TimeStep"]]
+        self._lengths = [(op["in"][1], op["tsym"]) for op in self._plan.ops
+                         if "rec" in op and 0 <= op["in"][1] < len(self._plan.inputs)]
         # Embedding tables by the graph input they read: ids are range-checked in Python.
         self._vocab = {}
         for op, slot_ids in ((op, op["in"]) for op in self._plan.ops):
@@ -151,22 +155,26 @@ class Model:
             _bind(spec, arr, sizes)
             self._check_ids(spec.name, arr)
             arrays.append(arr)
-        B, T = sizes.get(plan.BATCH, 1), sizes.get(plan.TIME, 1)
-        if B < 1 or T < 1:
-            raise InputError(f"batch and time must be at least 1, got batch {B}, time {T}")
-        for index in self._time_indices:
-            if not -T <= index < T:
+        B = sizes.get(plan.BATCH, 1)
+        Ts = [sizes.get(plan.time_symbol(k), 1) for k in range(self._plan.num_times)]
+        if B < 1 or min(Ts, default=1) < 1:
+            raise InputError(f"batch and time must be at least 1, got batch {B}, time "
+                             f"{Ts[0] if len(Ts) == 1 else Ts}")
+        for index, tsym in self._time_indices:
+            if not -Ts[tsym] <= index < Ts[tsym]:
                 raise InputError(f"the model reads time step {index} of its sequence, which "
-                                 f"does not exist in a sequence of {T} steps")
-        for spec, arr in zip(self._plan.inputs, arrays):
-            if spec.dtype == "int32" and arr.size and (arr.min() < 0 or arr.max() > T):
-                raise InputError(f"input {spec.name!r}: sequence lengths must lie in 0..{T} "
-                                 f"(the time axis), got {arr.min()}..{arr.max()}")
-        buffers = arrays + [np.empty(s.concrete(B, T), dtype=s.dtype)
+                                 f"does not exist in a sequence of {Ts[tsym]} steps")
+        for i, tsym in self._lengths:
+            arr = arrays[i]
+            if arr.size and (arr.min() < 0 or arr.max() > Ts[tsym]):
+                raise InputError(f"input {self._plan.inputs[i].name!r}: sequence lengths must "
+                                 f"lie in 0..{Ts[tsym]} (the time axis), got "
+                                 f"{arr.min()}..{arr.max()}")
+        buffers = arrays + [np.empty(s.concrete(B, Ts), dtype=s.dtype)
                             for s in self._plan.slots[len(arrays):]]
         threads = min(self.num_threads, B)
-        work = np.empty(self._engine.work_floats(B, T, threads), dtype=np.float32)
-        bad = self._engine.run(buffers, B, T, threads, work)
+        work = np.empty(self._engine.work_floats(B, Ts, threads), dtype=np.float32)
+        bad = self._engine.run(buffers, B, Ts, threads, work)
         if bad >= 0:  # ids are checked above; this guards the C side all the same
             raise InputError("a token id is out of range of the embedding table")
         n_in = len(arrays)
@@ -198,7 +206,7 @@ class Stream:
             if any(i >= n_inputs for i in op["in"][3:5]):
                 raise InputError(f"recurrent layer {name!r} starts from a state another layer "
                                  f"computes at the end of the sequence: it cannot be stepped")
-        if any(index != -1 for index in model._time_indices):
+        if any(index != -1 for index, _ in model._time_indices):
             raise InputError("the model reads a fixed time step other than the last one: a "
                              "stream only knows the steps so far")
         if not isinstance(batch_size, int) or batch_size < 1:
@@ -210,15 +218,17 @@ class Stream:
                         for op_in in op["in"][1:] if op_in >= 0}
         # Step inputs: graph inputs other than lengths and initial states (the stream's own).
         self._step_inputs = [i for i, s in enumerate(p.inputs) if i not in state_inputs]
-        self._buffers = [None if i in state_inputs else np.zeros(s.concrete(B, 1), s.dtype)
+        self._Ts = [1] * p.num_times
+        self._buffers = [None if i in state_inputs else np.zeros(s.concrete(B, self._Ts), s.dtype)
                          for i, s in enumerate(p.inputs)]
-        self._buffers += [np.zeros(s.concrete(B, 1), s.dtype) for s in p.slots[len(p.inputs):]]
+        self._buffers += [np.zeros(s.concrete(B, self._Ts), s.dtype)
+                          for s in p.slots[len(p.inputs):]]
         self._h = [np.zeros((1, B, S), np.float32) for (_, _, _, H, S, _) in p.recurrent]
         self._c = [np.zeros((1, B, H), np.float32) for (_, _, _, H, S, _) in p.recurrent]
         self._threads = min(model.num_threads, B)
-        self._work = np.empty(model._engine.work_floats(B, 1, self._threads), np.float32)
+        self._work = np.empty(model._engine.work_floats(B, self._Ts, self._threads), np.float32)
         out = p.slots[p.outputs[0]]
-        self._out_axes = tuple(d for d in out.shape if d != plan.TIME)   # time axis dropped
+        self._out_axes = tuple(d for d in out.shape if not plan.is_time(d))   # time dropped
         self._lock = threading.Lock()
 
     def reset(self) -> None:
@@ -278,7 +288,7 @@ class Stream:
                 self.model._check_ids(spec.name, arr)
                 self._buffers[i].reshape(arr.shape)[...] = arr
             B = self.batch_size
-            bad = self.model._engine.run(self._buffers, B, 1, self._threads,
+            bad = self.model._engine.run(self._buffers, B, self._Ts, self._threads,
                                          self._work, self._h, self._c)
             if bad >= 0:
                 raise InputError("a token id is out of range of the embedding table")

@@ -2,7 +2,10 @@
 
 The document comes from a file and is not trusted: every attribute is type-checked and
 every packed tensor's shape is checked against the attributes before C sees a pointer.
-Shapes are symbolic: "batch" and "time" stand for the sizes of the call.
+Shapes are symbolic: "batch" stands for the batch size of the call, and each graph input
+with a time axis brings its own time symbol ("time", "time1", ...), so that the inputs of an
+encoder and a decoder may have different lengths. Tensors computed from an input keep its
+symbol; a layer reading two sequences requires the same symbol for both.
 """
 
 from __future__ import annotations
@@ -15,6 +18,21 @@ from . import ir
 from .errors import FormatError
 
 BATCH, TIME = "batch", "time"
+MAX_TIMES = 64      # sequence inputs with their own length (the engine's RNNRT_MAX_TIMES)
+
+
+def time_symbol(k: int) -> str:
+    """The symbol of the k-th time axis: "time", "time1", "time2", ..."""
+    return TIME if k == 0 else f"{TIME}{k}"
+
+
+def is_time(d) -> bool:
+    return isinstance(d, str) and d.startswith(TIME)
+
+
+def time_index(d) -> int:
+    """k for time_symbol(k)."""
+    return int(d[len(TIME):] or 0)
 
 CELLS = {"rnn": 0, "lstm": 1, "gru": 2}
 Y_LAYOUT_CODES = {"btf": 0, "btdh": 0, "tbf": 1, "tdbh": 2}
@@ -35,8 +53,10 @@ class Slot:
     shape: tuple
     dtype: str
 
-    def concrete(self, B: int, T: int) -> tuple:
-        return tuple(B if d == BATCH else T if d == TIME else d for d in self.shape)
+    def concrete(self, B: int, Ts) -> tuple:
+        """The shape for batch size B and time lengths Ts (indexed by time_index)."""
+        return tuple(B if d == BATCH else Ts[time_index(d)] if is_time(d) else d
+                     for d in self.shape)
 
 
 @dataclass
@@ -47,7 +67,7 @@ class Plan:
     inputs: list           # list[Slot] of the graph inputs (slot index = position)
     outputs: list          # slot indices of the graph outputs
     recurrent: list        # (layer name, cell, D, H, S, direction) per recurrent op
-    input_consumers: dict  # input name -> kinds of layers reading it
+    num_times: int         # how many time symbols the inputs bring
 
 
 def _fail(layer, msg):
@@ -95,15 +115,16 @@ def _tensor(layer, tensors, role, shape, optional=False):
     return arr
 
 
-def input_shape(info: dict, time_major: bool) -> tuple:
-    """Symbolic shape of a graph input: dynamic axes become batch / time."""
+def input_shape(info: dict, time_major: bool, time: str) -> tuple:
+    """Symbolic shape of a graph input: when its first two axes are dynamic they are batch
+    and `time` (time first for a time-major consumer); any other dynamic axis is batch."""
     shape = info["shape"]
     dyn = [i for i, d in enumerate(shape) if d is None or isinstance(d, str)]
     out = list(shape)
     if len(dyn) >= 2 and dyn[:2] == [0, 1]:
-        out[0], out[1] = (TIME, BATCH) if time_major else (BATCH, TIME)
+        out[0], out[1] = (time, BATCH) if time_major else (BATCH, time)
     for i in dyn:
-        if not isinstance(out[i], str) or out[i] not in (BATCH, TIME):
+        if out[i] not in (BATCH, time):
             out[i] = BATCH
     return tuple(out)
 
@@ -153,7 +174,7 @@ def _build(doc: dict, tensors: dict) -> Plan:
             _fail(layer, f"input {name!r} must have rank {rank}, has shape {s.shape}")
         return index[name], s
 
-    inputs = []
+    inputs, num_times = [], 0
     for info in doc["inputs"]:
         if not isinstance(info, dict) or info.get("dtype") not in ("float32", "int64", "int32"):
             raise FormatError(f"bad graph input {info!r}")
@@ -161,21 +182,21 @@ def _build(doc: dict, tensors: dict) -> Plan:
         if not isinstance(shape, list) or not all(
                 d is None or isinstance(d, str) or (isinstance(d, int) and d >= 0) for d in shape):
             raise FormatError(f"bad shape for graph input {info.get('name')!r}: {shape!r}")
-        sym = input_shape(info, _first_time_major(doc, info.get("name")))
+        time = time_symbol(num_times)
+        sym = input_shape(info, _first_time_major(doc, info.get("name")), time)
+        num_times += time in sym
         define(info.get("name"), sym, info["dtype"])
         inputs.append(slots[-1])
 
-    ops, recurrent, consumers = [], [], {}
+    if num_times > MAX_TIMES:
+        raise FormatError(f"the graph has {num_times} sequence inputs; at most {MAX_TIMES}")
+    ops, recurrent = [], []
     for layer in doc["layers"]:
         if not isinstance(layer, dict) or layer.get("kind") not in OP_CODES:
             raise FormatError(f"unknown layer {layer!r:.200}")
         if not isinstance(layer.get("attrs"), dict) or not isinstance(layer.get("name"), str):
             raise FormatError(f"layer {layer.get('name')!r}: attrs and name required")
         kind = layer["kind"]
-        for key in ("x", "ids"):
-            n = layer["attrs"].get(key)
-            if isinstance(n, str):
-                consumers.setdefault(n, set()).add(kind)
         op = _BUILDERS[kind](layer, tensors, read, define)
         op["kind"] = OP_CODES[kind]
         if kind == "Recurrent":
@@ -189,11 +210,12 @@ def _build(doc: dict, tensors: dict) -> Plan:
         if name not in index:
             raise FormatError(f"graph output {name!r} is not produced by any layer")
         outputs.append(index[name])
-    return Plan(slots, ops, inputs, outputs, recurrent, consumers)
+    return Plan(slots, ops, inputs, outputs, recurrent, num_times)
 
 
 def _rows(layer, shape):
-    """(seq, rows_mult) of a tensor whose rows are all axes but the last."""
+    """(tsym, rows_mult) of a tensor whose rows are all axes but the last: rows =
+    batch * T[tsym] * rows_mult, tsym -1 when there is no time axis."""
     lead = shape[:-1]
     if BATCH not in lead:
         _fail(layer, f"input of shape {shape} has no batch axis")
@@ -201,7 +223,18 @@ def _rows(layer, shape):
     for d in lead:
         if isinstance(d, int):
             mult *= d
-    return int(TIME in lead), mult
+    times = [d for d in lead if is_time(d)]
+    return (time_index(times[0]) if times else -1), mult
+
+
+def _sequence(layer, shape, time_major, what="x"):
+    """The time symbol of a (batch, time, ...) / (time, batch, ...) tensor."""
+    t = shape[0] if time_major else shape[1] if len(shape) > 1 else None
+    other = shape[1] if time_major else shape[0]
+    if not is_time(t) or other != BATCH:
+        order = "(time, batch, ...)" if time_major else "(batch, time, ...)"
+        _fail(layer, f"{what} must be a sequence {order}, got shape {shape}")
+    return t
 
 
 def _recurrent(layer, tensors, read, define):
@@ -262,16 +295,17 @@ def _recurrent(layer, tensors, read, define):
     if input_forget and cell != "lstm":
         _fail(layer, "input_forget is lstm-only")
 
-    seq = (TIME, BATCH) if tm else (BATCH, TIME)
     x_i, xs = read(layer, _attr(layer, "x", (str,)), 3)
+    t = _sequence(layer, xs.shape, tm)
+    seq = (t, BATCH) if tm else (BATCH, t)
     if xs.dtype != "float32" or xs.shape != seq + (I,):
         _fail(layer, f"x must be float32 {seq + (I,)}, got {xs.dtype} {xs.shape}")
     lens_i, ls = read(layer, _attr(layer, "seq_lens", (str,), optional=True), 1)
     if ls is not None and (ls.dtype != "int32" or ls.shape != (BATCH,)):
         _fail(layer, f"seq_lens must be int32 (batch,), got {ls.dtype} {ls.shape}")
     mask_i, ms = read(layer, _attr(layer, "mask", (str,), optional=True), 2)
-    if ms is not None and (ms.dtype != "uint8" or ms.shape != (BATCH, TIME)):
-        _fail(layer, f"mask must be uint8 (batch, time), got {ms.dtype} {ms.shape}")
+    if ms is not None and (ms.dtype != "uint8" or ms.shape != (BATCH, t)):
+        _fail(layer, f"mask must be uint8 {(BATCH, t)} like x, got {ms.dtype} {ms.shape}")
     state_shape = (lambda w: (D, BATCH, w)) if state_layout == "dbh" else (lambda w: (BATCH, D, w))
     h0_i, hs = read(layer, _attr(layer, "h0", (str,), optional=True), 3)
     if hs is not None and (hs.dtype != "float32" or hs.shape != state_shape(S)):
@@ -280,8 +314,8 @@ def _recurrent(layer, tensors, read, define):
     if cs is not None and (cell != "lstm" or cs.dtype != "float32" or cs.shape != state_shape(H)):
         _fail(layer, f"c0 must be float32 {state_shape(H)} for an lstm, got {cs.shape}")
 
-    y_shape = {"btf": (BATCH, TIME, D * S), "tbf": (TIME, BATCH, D * S),
-               "tdbh": (TIME, D, BATCH, S), "btdh": (BATCH, TIME, D, S)}[y_layout]
+    y_shape = {"btf": (BATCH, t, D * S), "tbf": (t, BATCH, D * S),
+               "tdbh": (t, D, BATCH, S), "btdh": (BATCH, t, D, S)}[y_layout]
     outs = []
     for key, shape in (("y", y_shape), ("h_n", state_shape(S)), ("c_n", state_shape(H)),
                        ("h_last", (BATCH, D * S)), ("c_last", (BATCH, D * H))):
@@ -300,7 +334,8 @@ def _recurrent(layer, tensors, read, define):
     # acts[d] = (f, g, h) of direction d, padded with linear to 2 directions x 3.
     rec["acts"] = [(act_codes[d] + [(0, 0.0, 0.0)] * 3)[:3] for d in range(D)]
     rec["acts"] += [[(0, 0.0, 0.0)] * 3] * (2 - D)
-    return {"in": [x_i, lens_i, mask_i, h0_i, c0_i], "out": outs, "seq": 1, "rows_mult": 1,
+    return {"in": [x_i, lens_i, mask_i, h0_i, c0_i], "out": outs, "tsym": time_index(t),
+            "rows_mult": 1,
             "n_in": I, "n_out": D * S, "rec": rec,
             "_info": (layer["name"], cell, D, H, S, direction)}
 
@@ -314,25 +349,29 @@ def _embedding(layer, tensors, read, define):
     ids_i, ids = read(layer, _attr(layer, "ids", (str,)))
     if ids.dtype != "int64":
         _fail(layer, f"ids must be int64, got {ids.dtype}")
-    seq, mult = _rows(layer, ids.shape + (1,))
+    tsym, mult = _rows(layer, ids.shape + (1,))
     V, E = table.shape
     out = define(_attr(layer, "out", (str,)), ids.shape + (E,), "float32")
     mname = _attr(layer, "mask", (str,), optional=True)
-    if mname is not None and ids.shape != (BATCH, TIME):
-        _fail(layer, "a mask needs (batch, time) ids")
+    if mname is not None and len(ids.shape) != 2:
+        _fail(layer, f"a mask needs (batch, time) ids, got {ids.shape}")
+    if mname is not None:
+        _sequence(layer, ids.shape, False, "ids")
     mask = -1 if mname is None else define(mname, ids.shape, "uint8")
-    return {"in": [ids_i], "out": [out, mask], "seq": seq, "rows_mult": mult, "n_in": 1,
+    return {"in": [ids_i], "out": [out, mask], "tsym": tsym, "rows_mult": mult, "n_in": 1,
             "n_out": E, "table": table, "vocab": V}
 
 
 def _masking(layer, tensors, read, define):
     x_i, xs = read(layer, _attr(layer, "x", (str,)), 3)
-    if xs.shape[:2] != (BATCH, TIME) or xs.dtype != "float32":
-        _fail(layer, f"x must be float32 (batch, time, F), got {xs.shape}")
+    t = _sequence(layer, xs.shape, False)
+    if xs.dtype != "float32":
+        _fail(layer, f"x must be float32 (batch, time, F), got {xs.dtype}")
     mv = _attr(layer, "mask_value", (int, float))
     out = define(_attr(layer, "out", (str,)), xs.shape, "float32")
-    mask = define(_attr(layer, "mask", (str,)), (BATCH, TIME), "uint8")
-    return {"in": [x_i], "out": [out, mask], "seq": 1, "rows_mult": 1, "n_in": xs.shape[2],
+    mask = define(_attr(layer, "mask", (str,)), (BATCH, t), "uint8")
+    return {"in": [x_i], "out": [out, mask], "tsym": time_index(t), "rows_mult": 1,
+            "n_in": xs.shape[2],
             "n_out": xs.shape[2], "mask_value": float(mv)}
 
 
@@ -348,9 +387,9 @@ def _dense(layer, tensors, read, define):
     bias = _tensor(layer, tensors, "bias", (k.shape[1],), optional=True)
     if xs.dtype != "float32":
         _fail(layer, "x must be float32")
-    seq, mult = _rows(layer, xs.shape)
+    tsym, mult = _rows(layer, xs.shape)
     out = define(_attr(layer, "out", (str,)), xs.shape[:-1] + (k.shape[1],), "float32")
-    return {"in": [x_i], "out": [out], "seq": seq, "rows_mult": mult, "n_in": n_in,
+    return {"in": [x_i], "out": [out], "tsym": tsym, "rows_mult": mult, "n_in": n_in,
             "n_out": k.shape[1], "kernel": k, "bias": bias,
             "act": _act(layer, layer["attrs"].get("activation"), row_wise_ok=True)}
 
@@ -361,9 +400,9 @@ def _row_op(layer, read, define, out_width, **extra):
         _fail(layer, f"x must be float32 with a fixed last axis, got {xs.shape}")
     n = xs.shape[-1]
     w = out_width(n)
-    seq, mult = _rows(layer, xs.shape)
+    tsym, mult = _rows(layer, xs.shape)
     out = define(_attr(layer, "out", (str,)), xs.shape[:-1] + (w,), "float32")
-    return {"in": [x_i], "out": [out], "seq": seq, "rows_mult": mult, "n_in": n, "n_out": w,
+    return {"in": [x_i], "out": [out], "tsym": tsym, "rows_mult": mult, "n_in": n, "n_out": w,
             **extra}
 
 
@@ -398,11 +437,12 @@ def _timestep(layer, tensors, read, define):
     tm = _attr(layer, "time_major", (bool,))
     index = _attr(layer, "index", (int,))
     x_i, xs = read(layer, _attr(layer, "x", (str,)), 3)
-    expect = (TIME, BATCH) if tm else (BATCH, TIME)
-    if xs.shape[:2] != expect or xs.dtype != "float32":
-        _fail(layer, f"x must be float32 {expect + ('F',)}, got {xs.shape}")
+    t = _sequence(layer, xs.shape, tm)
+    if xs.dtype != "float32":
+        _fail(layer, f"x must be float32, got {xs.dtype}")
     out = define(_attr(layer, "out", (str,)), (BATCH, xs.shape[2]), "float32")
-    return {"in": [x_i], "out": [out], "seq": 0, "rows_mult": 1, "n_in": xs.shape[2],
+    return {"in": [x_i], "out": [out], "tsym": time_index(t), "rows_mult": 1,
+            "n_in": xs.shape[2],
             "n_out": xs.shape[2], "index": index, "time_major": int(tm)}
 
 

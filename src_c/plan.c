@@ -2,9 +2,9 @@
 #include <string.h>
 #include "rnnrt.h"
 
-static long op_rows(const rnnrt_op *op, int B, int T)
+static int op_time(const rnnrt_op *op, const int *T)
 {
-    return (long)B * (op->seq ? T : 1) * op->rows_mult;
+    return op->tsym >= 0 ? T[op->tsym] : 1;
 }
 
 static int rec_rows_per_thread(int B, int nthreads)
@@ -13,14 +13,14 @@ static int rec_rows_per_thread(int B, int nthreads)
     return nt < 1 ? 0 : (B + nt - 1) / nt;
 }
 
-long rnnrt_plan_work_floats(const rnnrt_op *ops, int n_ops, int B, int T, int nthreads)
+long rnnrt_plan_work_floats(const rnnrt_op *ops, int n_ops, int B, const int *T, int nthreads)
 {
     long most = 0;
     for (int i = 0; i < n_ops; i++) {
         if (ops[i].kind == OP_RECURRENT) {
             int per = rec_rows_per_thread(B, nthreads);
             int nt = per ? (B + per - 1) / per : 0;
-            long need = nt * rnnrt_recurrent_work_floats(&ops[i].rec, per, T);
+            long need = nt * rnnrt_recurrent_work_floats(&ops[i].rec, per, op_time(&ops[i], T));
             most = need > most ? need : most;
         }
     }
@@ -32,11 +32,12 @@ long rnnrt_plan_work_floats(const rnnrt_op *ops, int n_ops, int B, int T, int nt
 
 void rnnrt_plan_run(const rnnrt_op *ops, int n_ops, rnnrt_call *call)
 {
-    int B = call->B, T = call->T;
+    int B = call->B;
     call->bad_id_op = -1;
     for (int i = 0; i < n_ops; i++) {
         const rnnrt_op *op = &ops[i];
-        long rows = op_rows(op, B, T);
+        int T = op_time(op, call->T);
+        long rows = (long)B * T * op->rows_mult;
         switch (op->kind) {
         case OP_RECURRENT: {
             /* in: x, lens, mask, h0, c0; out: y, hn, cn, hlast, clast */

@@ -91,8 +91,8 @@ typedef struct {
     int kind;
     int in[RNNRT_MAX_IO];            /* slot indices, -1 when absent */
     int out[RNNRT_MAX_IO];
-    int seq;                         /* 1: the input's leading axes are (B, T) or (T, B) */
-    long rows_mult;                  /* rows = B * (seq ? T : 1) * rows_mult */
+    int tsym;                        /* which time length the op runs over, -1: none */
+    long rows_mult;                  /* rows = B * (tsym >= 0 ? T[tsym] : 1) * rows_mult */
     int n_in, n_out;                 /* feature sizes (last axis) */
     rnnrt_recurrent rec;
     rnnrt_act act;
@@ -104,14 +104,15 @@ typedef struct {
 } rnnrt_op;
 
 typedef struct {
-    int B, T, nthreads;
+    int B, nthreads;
+    const int *T;                    /* time lengths, one per time symbol of the inputs */
     void **slots;                    /* tensor buffers by slot index */
     float *work;                     /* rnnrt_plan_work_floats(...) */
     float **state_h, **state_c;      /* stream states (D=1, B, S) / (B, H), or NULL */
     long bad_id_op;                  /* out: op index of an out-of-range token id, else -1 */
 } rnnrt_call;
 
-long rnnrt_plan_work_floats(const rnnrt_op *ops, int n_ops, int B, int T, int nthreads);
+long rnnrt_plan_work_floats(const rnnrt_op *ops, int n_ops, int B, const int *T, int nthreads);
 void rnnrt_plan_run(const rnnrt_op *ops, int n_ops, rnnrt_call *call);
 
 #endif

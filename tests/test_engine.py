@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 import rnnrt
 import rnnrt.packing
 from rnnrt import ir
-from reference import float32_tolerance, run_reference_traced
+from reference import float32_tolerance, run_reference, run_reference_traced
 from strategies import ACT_PARAM_RANGES, make_recurrent, recurrent_cases, stack_cases
 
 PEAK_LIMIT = 100.0
@@ -131,3 +131,30 @@ def test_every_activation_in_every_slot(act, cell, slot, tmp_path):
     assert np.isfinite(peak) and peak < 1e3, peak
     model = rnnrt.load(rnnrt.packing.save(graph, tmp_path / "m.rnnrt"), num_threads=1)
     assert_outputs_close(model.run(feeds), want, float32_tolerance(peak), act.name)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("num_threads", [1, 2])
+def test_encoder_decoder_with_different_lengths(cell, num_threads, tmp_path):
+    # The decoder starts from the encoder's final state; the two inputs have their own lengths.
+    rng = np.random.default_rng(7)
+    H = 5
+    states = {"h_n": "enc_h", "c_n": "enc_c"} if cell == "lstm" else {"h_n": "enc_h"}
+    enc = make_recurrent("enc", cell, "forward", H, 3, rng, x="src", **states)
+    starts = {"h0": "enc_h", "c0": "enc_c"} if cell == "lstm" else {"h0": "enc_h"}
+    dec = make_recurrent("dec", cell, "forward", H, 2, rng, x="tgt", y="dec_y", **starts)
+    head = ir.Dense("head", "dec_y", "logits", rng.uniform(-.5, .5, (H, 4)).astype(np.float32),
+                    None, ir.Act.of("log_softmax"))
+    g = ir.Graph([ir.TensorInfo("src", (None, None, 3), "float32"),
+                  ir.TensorInfo("tgt", (None, None, 2), "float32")], [enc, dec, head],
+                 ["logits"])
+    model = rnnrt.load(rnnrt.packing.save(g, tmp_path / "ed.rnnrt"), num_threads=num_threads)
+    for T_src, T_tgt in ((7, 3), (2, 9)):
+        feeds = {"src": rng.standard_normal((3, T_src, 3)).astype(np.float32),
+                 "tgt": rng.standard_normal((3, T_tgt, 2)).astype(np.float32)}
+        got = model.run(feeds)[0]
+        want = run_reference(g, feeds)
+        assert got.shape == (3, T_tgt, 4)
+        np.testing.assert_allclose(got, want[0], atol=1e-5)
+    with pytest.raises(rnnrt.InputError, match="axis 0 \\(batch\\) is 2"):
+        model.run({"src": np.zeros((3, 4, 3), np.float32), "tgt": np.zeros((2, 4, 2), np.float32)})
