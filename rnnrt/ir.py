@@ -44,6 +44,8 @@ Recurrent layer's y is one of
     "btdh"  (B, T, D, S)    (ONNX layout 1; same memory as "btf")
 and its states h0 / c0 / h_n / c_n are "dbh" (D, B, S) or "bdh" (B, D, S); c has H for S.
 h_last / c_last are (B, D*S) / (B, D*H): the final states with directions concatenated.
+With "bdh", h0 / c0 may also be given flat, (B, D*S) / (B, D*H): the same memory, so the
+h_last of one layer can start another.
 
 Sequence lengths and masks. seq_lens (B,) int32 limits row b to its first L_b steps: a
 forward direction processes t = 0..L_b-1, a reverse one t = L_b-1..0; outputs at t >= L_b are

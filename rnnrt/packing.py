@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import __version__, fileformat, ir
+from . import __version__, fileformat, ir, plan
 
 
 def pack_layer(layer) -> dict[str, np.ndarray]:
@@ -61,5 +61,7 @@ def save(graph: ir.Graph, path) -> str:
     """Validate an IR graph, pack it and write it atomically to `path`."""
     graph.validate()
     doc, tensors = graph_document(graph)
+    plan.build(doc, tensors)   # the checks load will make (shapes across layers), made now
+
     metadata = {"converter": f"rnnrt {__version__}", **graph.metadata}
     return fileformat.write(str(path), doc, tensors, metadata)

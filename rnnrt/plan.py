@@ -307,12 +307,19 @@ def _recurrent(layer, tensors, read, define):
     if ms is not None and (ms.dtype != "uint8" or ms.shape != (BATCH, t)):
         _fail(layer, f"mask must be uint8 {(BATCH, t)} like x, got {ms.dtype} {ms.shape}")
     state_shape = (lambda w: (D, BATCH, w)) if state_layout == "dbh" else (lambda w: (BATCH, D, w))
-    h0_i, hs = read(layer, _attr(layer, "h0", (str,), optional=True), 3)
-    if hs is not None and (hs.dtype != "float32" or hs.shape != state_shape(S)):
-        _fail(layer, f"h0 must be float32 {state_shape(S)}, got {hs.shape}")
-    c0_i, cs = read(layer, _attr(layer, "c0", (str,), optional=True), 3)
-    if cs is not None and (cell != "lstm" or cs.dtype != "float32" or cs.shape != state_shape(H)):
-        _fail(layer, f"c0 must be float32 {state_shape(H)} for an lstm, got {cs.shape}")
+
+    def initial(key, width):
+        # "bdh" states may also come flat, (batch, D*width): the same memory.
+        i, st = read(layer, _attr(layer, key, (str,), optional=True))
+        allowed = [state_shape(width)] + ([(BATCH, D * width)] if state_layout == "bdh" else [])
+        if st is not None and (st.dtype != "float32" or st.shape not in allowed):
+            _fail(layer, f"{key} must be float32 {' or '.join(map(str, allowed))}, got "
+                         f"{st.dtype} {st.shape}")
+        return i, st
+    h0_i, hs = initial("h0", S)
+    c0_i, cs = initial("c0", H)
+    if cs is not None and cell != "lstm":
+        _fail(layer, "c0 exists only for lstm")
 
     y_shape = {"btf": (BATCH, t, D * S), "tbf": (t, BATCH, D * S),
                "tdbh": (t, D, BATCH, S), "btdh": (BATCH, t, D, S)}[y_layout]

@@ -239,6 +239,9 @@ class _Executor:
         if not name:
             return np.zeros((D, B, size))
         s = np.asarray(self.env[name], dtype=np.float64)
+        if s.ndim == 2:                        # flat (B, D*size), "bdh" only
+            assert l.state_layout == "bdh"
+            s = s.reshape(B, D, size)
         s = s if l.state_layout == "dbh" else s.transpose(1, 0, 2)
         assert s.shape == (D, B, size), f"state {name!r} has shape {s.shape}"
         return s

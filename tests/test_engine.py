@@ -158,3 +158,21 @@ def test_encoder_decoder_with_different_lengths(cell, num_threads, tmp_path):
         np.testing.assert_allclose(got, want[0], atol=1e-5)
     with pytest.raises(rnnrt.InputError, match="axis 0 \\(batch\\) is 2"):
         model.run({"src": np.zeros((3, 4, 3), np.float32), "tgt": np.zeros((2, 4, 2), np.float32)})
+
+
+@pytest.mark.parametrize("direction", ["forward", "bidirectional"])
+def test_flat_initial_state_from_h_last(direction, tmp_path):
+    # h_last (B, D*S) of one layer starts another whose states are "bdh": the same memory.
+    rng = np.random.default_rng(11)
+    enc = make_recurrent("enc", "lstm", direction, 4, 3, rng, x="x", h_last="h", c_last="c")
+    dec = make_recurrent("dec", "lstm", direction, 4, 3, rng, x="x", y="y", h0="h", c0="c",
+                         state_layout="bdh")
+    g = ir.Graph([ir.TensorInfo("x", (None, None, 3), "float32")], [enc, dec], ["y"])
+    model = rnnrt.load(rnnrt.packing.save(g, tmp_path / "flat.rnnrt"))
+    x = rng.standard_normal((2, 5, 3)).astype(np.float32)
+    np.testing.assert_allclose(model.run(x)[0], run_reference(g, {"x": x})[0], atol=1e-5)
+    # ...and a "dbh" layer refuses the flat shape with a clear error.
+    dec.state_layout = "dbh"
+    with pytest.raises(rnnrt.FormatError, match="h0 must be float32"):
+        rnnrt.packing.save(g, tmp_path / "flat_dbh.rnnrt")
+    assert not (tmp_path / "flat_dbh.rnnrt").exists()
