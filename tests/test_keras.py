@@ -1,9 +1,10 @@
 """Keras 3 import: golden fixtures made by tools/make_keras_fixtures.py from real Keras models.
 
 Each fixture is <name>.weights.npz (np.savez(path, *model.get_weights())), <name>.json
-(model.to_json()) and <name>.io.npz (inputs and what model.predict returned). The tests
-convert, load and run through the public API and compare with Keras (<= 1e-5), stream the
-forward-only models step by step, and check the importer's errors.
+(model.to_json()) and <name>.io.npz (inputs and what model.predict returned, for some a
+second batch with other sizes). The tests convert, load and run through the public API and
+compare with Keras (<= 1e-5), stream the forward-only models step by step (from the initial
+states fed as inputs, where there are some), and check the importer's errors.
 """
 
 import copy
@@ -27,14 +28,22 @@ def fixture_files(name):
     return FIXTURES / f"{name}.weights.npz", FIXTURES / f"{name}.json"
 
 
-def fixture_io(name):
-    """({input name: array}, [expected outputs]) of a fixture."""
+def fixture_io(name, prefix=""):
+    """({input name: array}, [expected outputs]) of a fixture; prefix "alt0_" etc. for the
+    further batches some fixtures hold."""
     with np.load(FIXTURES / f"{name}.io.npz") as io:
         names = [str(n) for n in io["input_names"]]
-        feeds = {n: io[f"in_{i}"] for i, n in enumerate(names)}
-        n_out = sum(k.startswith("out_") for k in io.files)
-        expected = [io[f"out_{i}"] for i in range(n_out)]
+        feeds = {n: io[f"{prefix}in_{i}"] for i, n in enumerate(names)}
+        n_out = sum(k.startswith(f"{prefix}out_") for k in io.files)
+        expected = [io[f"{prefix}out_{i}"] for i in range(n_out)]
     return feeds, expected
+
+
+def fixture_batches(name):
+    """Every (feeds, expected) batch of a fixture: the main one, then alt0_, alt1_, ..."""
+    with np.load(FIXTURES / f"{name}.io.npz") as io:
+        alts = sorted({k.split("_")[0] for k in io.files if k.startswith("alt")})
+    return [fixture_io(name)] + [fixture_io(name, a + "_") for a in alts]
 
 
 @pytest.fixture(scope="module")
@@ -70,26 +79,26 @@ def test_fixtures_present():
 
 @pytest.mark.parametrize("name", NAMES)
 def test_run_matches_keras(name, converted):
-    feeds, expected = fixture_io(name)
     model = rnnrt.load(converted(name))
-    assert [i.name for i in model.inputs] == list(feeds)
-    outs = model.run(feeds if len(feeds) > 1 else next(iter(feeds.values())))
-    assert len(outs) == len(expected)
-    for k, (got, want) in enumerate(zip(outs, expected)):
-        assert_close(got, want, f"{name} output {k}")
-    assert_close(model(feeds if len(feeds) > 1 else next(iter(feeds.values()))), expected[0],
-                 f"{name} Model(x)")
+    for b, (feeds, expected) in enumerate(fixture_batches(name)):
+        assert [i.name for i in model.inputs] == list(feeds)
+        outs = model.run(feeds if len(feeds) > 1 else next(iter(feeds.values())))
+        assert len(outs) == len(expected)
+        for k, (got, want) in enumerate(zip(outs, expected)):
+            assert_close(got, want, f"{name} batch {b} output {k}")
+        assert_close(model(feeds if len(feeds) > 1 else next(iter(feeds.values()))),
+                     expected[0], f"{name} batch {b} Model(x)")
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_ir_matches_keras_on_reference(name):
     # The importer alone, checked by the NumPy oracle: isolates importer bugs from engine bugs.
-    feeds, expected = fixture_io(name)
     graph = load_keras(*fixture_files(name))
-    outs = run_reference(graph, feeds)
-    assert len(outs) == len(expected)
-    for k, (got, want) in enumerate(zip(outs, expected)):
-        assert_close(got, want, f"{name} output {k} (reference)")
+    for b, (feeds, expected) in enumerate(fixture_batches(name)):
+        outs = run_reference(graph, feeds)
+        assert len(outs) == len(expected)
+        for k, (got, want) in enumerate(zip(outs, expected)):
+            assert_close(got, want, f"{name} batch {b} output {k} (reference)")
 
 
 def test_masks_change_the_result():
@@ -107,8 +116,19 @@ def test_masks_change_the_result():
 
 # ----------------------------------------------------------------------------- streaming
 
-def step_feed(feeds, t):
-    x_t = {n: x[:, t] for n, x in feeds.items()}
+def sequence_inputs(graph):
+    """Names of the inputs with a time axis (not the (batch, H) initial states)."""
+    return [i.name for i in graph.inputs if len(i.shape) >= 2 and i.shape[1] is None]
+
+
+def initial_states(graph):
+    """[(recurrent layer, "h" or "c", tensor name)] for every h0 / c0 a layer starts from."""
+    return [(l, k, getattr(l, k + "0")) for l in graph.layers if l.kind == "Recurrent"
+            for k in ("h", "c") if getattr(l, k + "0")]
+
+
+def step_feed(feeds, t, names):
+    x_t = {n: feeds[n][:, t] for n in names}
     return x_t if len(x_t) > 1 else next(iter(x_t.values()))
 
 
@@ -117,24 +137,43 @@ def test_stream_matches_run(name, converted):
     feeds, expected = fixture_io(name)
     graph = load_keras(*fixture_files(name))
     model = rnnrt.load(converted(name))
-    B, T = next(iter(feeds.values())).shape[:2]
+    seqs = sequence_inputs(graph)
+    B, T = feeds[seqs[0]].shape[:2]
+    states = initial_states(graph)
     if not graph.streamable:
         with pytest.raises(InputError, match="forward"):
             model.stream(batch_size=B)
         return
+    if any(src not in feeds for _, _, src in states):
+        # A state computed by a layer (an encoder's final state) exists only after the
+        # whole input has been read.
+        with pytest.raises(InputError, match="cannot be stepped"):
+            model.stream(batch_size=B)
+        return
     stream = model.stream(batch_size=B)
+
+    def start():
+        # Initial states fed as model inputs become the stream's starting state.
+        state = stream.state
+        for layer, k, src in states:
+            state[f"{layer.name}.{k}"] = feeds[src]
+        stream.state = state
+
+    start()
     first = None
     for t in range(T):
-        y = stream.step(step_feed(feeds, t))
+        y = stream.step(step_feed(feeds, t, seqs))
         if expected[0].ndim == 3:
             want = expected[0][:, t]          # a sequence output: the run's row at t
         else:
             # Sequence-to-vector: what a whole run gives when the sequence ends at t.
-            want = run_reference(graph, {n: x[:, :t + 1] for n, x in feeds.items()})[0]
+            prefix = {n: x[:, :t + 1] if n in seqs else x for n, x in feeds.items()}
+            want = run_reference(graph, prefix)[0]
         assert_close(y, want, f"{name} step {t}")
         first = y.copy() if first is None else first
     stream.reset()
-    assert_close(stream.step(step_feed(feeds, 0)), first, f"{name} step 0 after reset()")
+    start()
+    assert_close(stream.step(step_feed(feeds, 0, seqs)), first, f"{name} step 0 after reset()")
 
 
 def test_stream_batch_one_takes_unbatched_rows(converted):
@@ -183,6 +222,107 @@ def test_lstm_gate_order_is_converted():
 def test_stateful_is_noted():
     graph = load_keras(*fixture_files("unroll_stateful"))
     assert any("stateful" in note for note in graph.metadata.get("notes", []))
+
+
+# ----------------------------------------------------------------------------- initial states
+
+def test_initial_state_wiring():
+    graph = load_keras(*fixture_files("seq2seq_lstm"))
+    rec = {l.name: l for l in graph.layers if l.kind == "Recurrent"}
+    enc, dec = rec["encoder"], rec["decoder"]
+    # Keras's [h, c] order: the decoder starts from the encoder's final h and c.
+    assert (dec.h0, dec.c0) == (enc.h_last, enc.c_last) and dec.state_layout == "bdh"
+    assert enc.h0 is None and enc.c0 is None
+    graph = load_keras(*fixture_files("state_inputs"))
+    rec = {l.name: l for l in graph.layers if l.kind == "Recurrent"}
+    assert rec["rnn"].h0 == "h0"                               # passed positionally
+    assert (rec["rnn_lstm"].h0, rec["rnn_lstm"].c0) == ("h0", "c0")
+    assert {i.name: i.shape for i in graph.inputs} == {
+        "seq": (None, None, 3), "h0": (None, 5), "c0": (None, 5)}
+
+
+@pytest.mark.parametrize("name", ["seq2seq_lstm", "gru_state_from_dense", "state_inputs",
+                                  "masking_initial_state", "reverse_initial_state"])
+def test_initial_state_changes_the_result(name):
+    # Guards against fixtures whose initial state happens not to matter: starting every
+    # layer from zero must give other outputs.
+    feeds, expected = fixture_io(name)
+    graph = load_keras(*fixture_files(name))
+    for layer, k, _ in initial_states(graph):
+        setattr(layer, k + "0", None)
+    for k, (got, want) in enumerate(zip(run_reference(graph, feeds), expected)):
+        assert np.max(np.abs(got - want)) > 1e-3, f"{name} output {k}"
+
+
+def test_encoder_and_decoder_lengths_differ():
+    for feeds, _ in fixture_batches("seq2seq_lstm"):
+        assert feeds["encoder_in"].shape[1] != feeds["decoder_in"].shape[1]
+    assert len(fixture_batches("seq2seq_lstm")) == 2
+
+
+@pytest.mark.parametrize("name", ["seq2seq_lstm", "gru_state_from_dense"])
+def test_stream_refuses_a_computed_initial_state(name, converted):
+    model = rnnrt.load(converted(name))
+    with pytest.raises(InputError, match="starts from a state another layer computes"):
+        model.stream(batch_size=2)
+
+
+def test_keras_ignores_the_input_mask_with_initial_state():
+    # Keras 3 fills in the mask argument only for a layer called on one tensor, so "gru"
+    # (called with initial_state, no mask=) runs unmasked, while its output carries the mask
+    # to "after", which is masked.
+    graph = load_keras(*fixture_files("masking_initial_state"))
+    rec = {l.name: l for l in graph.layers if l.kind == "Recurrent"}
+    assert rec["gru"].mask is None
+    assert rec["after"].mask is not None and rec["lstm"].mask is not None
+    feeds, expected = fixture_io("masking_initial_state")
+    rec["gru"].mask = rec["after"].mask
+    assert np.max(np.abs(run_reference(graph, feeds)[0] - expected[0])) > 1e-3
+
+
+def test_masked_carried_output_with_initial_state_is_refused():
+    # Keras's carried output starts from zero, not from the initial state.
+    config = load_config("masking_initial_state")
+    lstm = next(l for l in config["config"]["layers"] if l["name"] == "lstm")
+    lstm["config"]["zero_output_for_mask"] = False
+    with pytest.raises(UnsupportedModelError, match="zero_output_for_mask=True"):
+        load_keras(fixture_files("masking_initial_state")[0], config)
+    notes = load_keras(*fixture_files("masking_initial_state")).metadata.get("notes", [])
+    assert any("'vec'" in n and "all masked" in n for n in notes)
+
+
+def keras_tensor(layer, index=0, shape=(None, 3)):
+    return {"class_name": "__keras_tensor__",
+            "config": {"shape": list(shape), "dtype": "float32",
+                       "keras_history": [layer, 0, index]}}
+
+
+def test_bidirectional_initial_state_is_refused():
+    config = load_config("bidir_merge_none")
+    cfg = config["config"]
+    cfg["layers"].insert(0, {"class_name": "InputLayer", "name": "s", "inbound_nodes": [],
+                             "config": {"name": "s", "batch_shape": [None, 3],
+                                        "dtype": "float32"}})
+    cfg["input_layers"] = [cfg["input_layers"], ["s", 0, 0]]
+    bi = next(l for l in cfg["layers"] if l["name"] == "bi")
+    bi["inbound_nodes"][0]["kwargs"]["initial_state"] = [keras_tensor("s"), keras_tensor("s")]
+    with pytest.raises(UnsupportedModelError, match="initial_state on a Bidirectional"):
+        load_keras(fixture_files("bidir_merge_none")[0], config)
+
+
+def test_initial_state_count_and_shape_are_checked():
+    weights = fixture_files("seq2seq_lstm")[0]
+    config = load_config("seq2seq_lstm")
+    dec = next(l for l in config["config"]["layers"] if l["name"] == "decoder")
+    dec["inbound_nodes"][0]["kwargs"]["initial_state"].pop()      # only h: LSTM needs c
+    with pytest.raises(FormatError, match=r"1 tensor\(s\); LSTM takes 2: \[h, c\]"):
+        load_keras(weights, config)
+    config = load_config("gru_state_from_dense")
+    gru = next(l for l in config["config"]["layers"] if l["name"] == "gru")
+    gru["inbound_nodes"][0]["kwargs"]["initial_state"] = keras_tensor("seq")   # a sequence
+    with pytest.raises(FormatError, match=r"'seq' has shape \(None, None, 3\)") as e:
+        load_keras(fixture_files("gru_state_from_dense")[0], config)
+    assert "expected (batch, 4)" in str(e.value)
 
 
 # ----------------------------------------------------------------------------- errors

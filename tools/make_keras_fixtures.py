@@ -7,7 +7,9 @@ Run (needs Keras 3 and a backend; the torch backend is the one we use):
 For every model below it writes three files:
     <name>.weights.npz  np.savez(path, *model.get_weights())   (what a user saves)
     <name>.json         model.to_json()                        (what a user saves)
-    <name>.io.npz       input_names, in_0.. (inputs), out_0.. (what model.predict returns)
+    <name>.io.npz       input_names, in_0.. (inputs), out_0.. (what model.predict returns),
+                        and for some alt0_in_0.., alt0_out_0..: a second batch with other
+                        batch size and time lengths
 
 Models are tiny (hidden <= 8, T <= 7, batch <= 3) and seeded; weights are drawn from
 U(-0.5, 0.5) so that biases are non-zero and every gate matters.
@@ -378,6 +380,84 @@ def two_inputs(rng):
     return m, [floats(rng, (BATCH, T, FEATURES)), padded_ids(rng)]
 
 
+# Initial states (initial_state=): the classic encoder-decoder, a state computed by a layer,
+# states fed as model inputs, and a masked input. Several have a second batch ("alt") with
+# other sizes and time lengths.
+
+@fixture
+def seq2seq_lstm(rng):
+    enc_in = keras.Input((None, FEATURES), name="encoder_in")
+    dec_in = keras.Input((None, 2), name="decoder_in")
+    _, h, c = L.LSTM(5, return_state=True, name="encoder")(enc_in)
+    seq, dh, dc = L.LSTM(5, return_sequences=True, return_state=True,
+                         name="decoder")(dec_in, initial_state=[h, c])
+    y = L.TimeDistributed(L.Dense(4, activation="softmax"), name="head")(seq)
+    m = keras.Model([enc_in, dec_in], [y, dh, dc])
+    # Encoder and decoder lengths differ, and differ again in the second batch.
+    return m, [floats(rng, (BATCH, 6, FEATURES)), floats(rng, (BATCH, 4, 2))], \
+        [[floats(rng, (2, 3, FEATURES)), floats(rng, (2, 7, 2))]]
+
+
+@fixture
+def gru_state_from_dense(rng):
+    x = keras.Input((None, FEATURES), name="seq")
+    f = keras.Input((4,), name="features")
+    h0 = L.Dense(4, activation="tanh", name="init")(f)
+    y = L.GRU(4, return_sequences=True, name="gru")(x, initial_state=h0)
+    v = L.GRU(4, reset_after=False, name="gru_vec")(x, initial_state=[h0])
+    m = keras.Model([x, f], [y, v])
+    return m, [floats(rng, (BATCH, T, FEATURES)), floats(rng, (BATCH, 4))], \
+        [[floats(rng, (2, 3, FEATURES)), floats(rng, (2, 4))]]
+
+
+@fixture
+def state_inputs(rng):
+    # States given as model inputs, positionally (layer(x, states)) and by keyword; h and
+    # c are distinct inputs so that swapping them shows.
+    x = keras.Input((None, FEATURES), name="seq")
+    s = keras.Input((5,), name="h0")
+    c = keras.Input((5,), name="c0")
+    y = L.SimpleRNN(5, return_sequences=True, name="rnn")(x, s)
+    out = L.Dense(2, name="head")(y)
+    v = L.RNN(L.LSTMCell(5), name="rnn_lstm")(x, initial_state=[s, c])
+    m = keras.Model([x, s, c], [out, v])
+    return m, [floats(rng, (BATCH, T, FEATURES)), floats(rng, (BATCH, 5)),
+               floats(rng, (BATCH, 5))]
+
+
+@fixture
+def masking_initial_state(rng):
+    # Keras 3 fills in the mask argument only for a layer called on one tensor: called with
+    # initial_state, "gru" runs unmasked, yet its output carries the mask on to "after".
+    # With mask= given, the mask applies: "lstm" outputs zeros at masked steps
+    # (zero_output_for_mask), "vec" is the last unmasked step's output.
+    x = keras.Input((T, FEATURES), name="seq")
+    s = keras.Input((4,), name="state")
+    mx = L.Masking(0.0)(x)
+    mask = keras.ops.any(keras.ops.not_equal(x, 0.0), axis=-1)
+    g = L.GRU(4, return_sequences=True, name="gru")(mx, initial_state=s)
+    after = L.SimpleRNN(3, return_sequences=True, name="after")(g)
+    seq = L.LSTM(4, return_sequences=True, zero_output_for_mask=True, name="lstm")(
+        mx, initial_state=[s, s], mask=mask)
+    vec = L.GRU(4, name="vec")(mx, initial_state=s, mask=mask)
+    m = keras.Model([x, s], [g, after, seq, vec])
+    return m, [padded_floats(rng), floats(rng, (BATCH, 4))]
+
+
+@fixture
+def reverse_initial_state(rng):
+    # go_backwards layers start their (reversed) pass from the given state; c is computed
+    # from the h input.
+    x = keras.Input((None, FEATURES), name="seq")
+    s = keras.Input((4,), name="state")
+    c = L.Dense(4, activation="tanh", name="make_c")(s)
+    a = L.GRU(4, go_backwards=True, return_sequences=True, name="gru_back")(x, initial_state=s)
+    b, bh, bc = L.LSTM(4, go_backwards=True, return_state=True, name="lstm_back")(
+        x, initial_state=[s, c])
+    m = keras.Model([x, s], [a, b, bh, bc])
+    return m, [floats(rng, (BATCH, T, FEATURES)), floats(rng, (BATCH, 4))]
+
+
 # ------------------------------------------------------------------------------- writing
 
 def randomize(model, rng):
@@ -387,7 +467,7 @@ def randomize(model, rng):
 
 def predict(model, inputs):
     feed = inputs[0] if len(inputs) == 1 else list(inputs)
-    out = model.predict(feed, batch_size=BATCH, verbose=0)
+    out = model.predict(feed, batch_size=len(inputs[0]), verbose=0)
     if not isinstance(out, (list, tuple)):
         out = [out]
     return [np.asarray(o, dtype=np.float32) for o in out]
@@ -402,7 +482,9 @@ def input_names(config):
     return [r[0] for r in ([refs] if isinstance(refs[0], str) else refs)]
 
 
-def write(name, model, inputs):
+def write(name, model, inputs, alt_inputs=()):
+    """alt_inputs: further input lists, stored with Keras's outputs as alt<k>_in_<i> and
+    alt<k>_out_<i>."""
     base = os.path.join(OUT_DIR, name)
     np.savez(base + ".weights.npz", *model.get_weights())
     text = model.to_json()
@@ -412,6 +494,9 @@ def write(name, model, inputs):
     io = {"input_names": np.array(input_names(json.loads(text)))}
     io.update({f"in_{i}": x for i, x in enumerate(inputs)})
     io.update({f"out_{i}": y for i, y in enumerate(outs)})
+    for k, more in enumerate(alt_inputs):
+        io.update({f"alt{k}_in_{i}": x for i, x in enumerate(more)})
+        io.update({f"alt{k}_out_{i}": y for i, y in enumerate(predict(model, more))})
     np.savez(base + ".io.npz", **io)
     return outs
 
@@ -423,9 +508,9 @@ def main(names):
             continue
         keras.utils.set_random_seed(1000 + i)
         rng = np.random.default_rng(1000 + i)
-        model, inputs = build(rng)
+        model, inputs, *alt = build(rng)
         randomize(model, rng)
-        outs = write(name, model, inputs)
+        outs = write(name, model, inputs, *alt)
         print(f"{name}: outputs {[o.shape for o in outs]}")
     total = sum(os.path.getsize(os.path.join(OUT_DIR, f)) for f in os.listdir(OUT_DIR))
     print(f"{len(os.listdir(OUT_DIR))} files, {total} bytes in {os.path.normpath(OUT_DIR)}")

@@ -24,12 +24,25 @@ Keras semantics reproduced here (read from the Keras 3 sources):
     order and merges by concat / sum / mul / ave (or returns both when merge_mode is None).
   * return_state: LSTM states are [h, c], GRU / SimpleRNN [h]; Bidirectional returns the
     forward states then the backward ones.
+  * initial_state (keyword, or the second positional argument: layer(x, states)) is a
+    tensor or list of (batch, H) tensors: [h, c] for LSTM, [h] for GRU / SimpleRNN. Each
+    becomes the layer's flat "bdh" h0 / c0, whatever computes it: another layer's final
+    state (an encoder's h, c), a Dense, or a model input of shape (None, H). Keras fills in
+    a layer's mask argument from its input only when the layer is called on one tensor, so
+    with initial_state and no mask= the layer runs unmasked (its sequence output still
+    carries the mask on). With mask= given, Keras's carried output starts from zero, not
+    from the initial state; return_sequences=True then needs zero_output_for_mask=True, and
+    a sequence-to-vector output differs only for rows with every step masked (noted in the
+    graph's metadata). Bidirectional with initial_state is refused: the IR has no way to
+    join the forward and backward halves into one (batch, 2H) state.
   * Dropout-like layers and the dropout / recurrent_dropout options do nothing at inference.
   * stateful=True is accepted: each run() starts from zero state, as Keras does after
     reset_states(); Model.stream() is rnnrt's way to carry state across calls. unroll
     changes nothing numerically.
-  * graph inputs keep a dynamic time axis even when Keras fixed it; token-id inputs (those
-    read by an Embedding) are int64 (batch, time), the others float32 (batch, time, F).
+  * graph inputs keep a dynamic time axis even when Keras fixed it, each its own (encoder
+    and decoder inputs may differ in length); token-id inputs (those read by an Embedding)
+    are int64 (batch, time), vector inputs (None, F) float32 (batch, F), the others float32
+    (batch, time, F).
 """
 
 from __future__ import annotations
@@ -224,22 +237,21 @@ def _parse_node(layer_name, inbound):
         raise UnsupportedModelError(
             f"layer {layer_name!r}: this config uses the Keras 2 node format; re-export the "
             "model with Keras 3 (model.to_json())")
-    args = []
-
-    def collect(obj, into):
-        if isinstance(obj, dict) and obj.get("class_name") == "__keras_tensor__":
-            into.append(tuple(obj["config"]["keras_history"][:3]))
-        elif isinstance(obj, (list, tuple)):
-            for o in obj:
-                collect(o, into)
-
-    collect(inbound.get("args", []), args)
+    args = _tensor_refs(inbound.get("args", []))
     kwargs = {}
     for k, v in (inbound.get("kwargs") or {}).items():
-        refs = []
-        collect(v, refs)
+        refs = _tensor_refs(v)
         kwargs[k] = refs if refs else v
     return args, kwargs
+
+
+def _tensor_refs(obj) -> list:
+    """The (layer, node, index) refs of the __keras_tensor__ entries in obj, flattened."""
+    if isinstance(obj, dict) and obj.get("class_name") == "__keras_tensor__":
+        return [tuple(obj["config"]["keras_history"][:3])]
+    if isinstance(obj, (list, tuple)):
+        return [r for o in obj for r in _tensor_refs(o)]
+    return []
 
 
 def _topological(calls, ready_layers):
@@ -522,32 +534,65 @@ class _Builder:
             if cls in _MASK_OPS:
                 self.tensors[(call.name, call.node, 0)] = self.mask_op(call)
                 continue
-            if len(call.args) != 1:
+            recurrent = cls in _RECURRENT + ("RNN", "Bidirectional")
+            args, state_refs = self._split_state_args(call) if recurrent else (call.args, [])
+            if len(args) != 1:
                 raise UnsupportedModelError(
-                    f"{cls} layer {call.name!r} takes {len(call.args)} tensor inputs; rnnrt "
+                    f"{cls} layer {call.name!r} takes {len(args)} tensor inputs; rnnrt "
                     "supports layers called on one tensor")
-            x = self.tensor(call.args[0])
+            x = self.tensor(args[0])
+            explicit_mask = None
             for k, v in call.kwargs.items():
                 if not (isinstance(v, list) and v and isinstance(v[0], tuple)):
                     continue
                 if k == "mask" and len(v) == 1:
-                    # An explicit mask replaces the one travelling with the input.
-                    x = _Tensor(x.name, x.shape, self.resolve_mask(call, self.tensor(v[0])),
-                                x.dtype)
+                    explicit_mask = self.tensor(v[0])
+                elif k == "initial_state" and recurrent and not state_refs:
+                    state_refs = v
                 else:
                     raise UnsupportedModelError(
                         f"{cls} layer {call.name!r}: passing {k}= as a tensor is not "
-                        "supported (initial states come in a later version)")
-            if x.expr is not None:
-                raise UnsupportedModelError(
-                    f"{cls} layer {call.name!r} reads a mask computation as data; not supported")
+                        "supported")
+            states = [self.tensor(r) for r in state_refs]
+            passed_on = x.mask
+            if explicit_mask is not None:
+                # An explicit mask replaces the one travelling with the input.
+                passed_on = self.resolve_mask(call, explicit_mask)
+                x = _Tensor(x.name, x.shape, passed_on, x.dtype)
+            elif states:
+                # Keras 3 fills in a layer's mask argument from its input only when the
+                # layer is called on one tensor: with initial_state it runs unmasked, though
+                # its sequence output still carries the input's mask.
+                x = _Tensor(x.name, x.shape, None, x.dtype)
+            for t in [x] + states:
+                if t.expr is not None:
+                    raise UnsupportedModelError(f"{cls} layer {call.name!r} reads a mask "
+                                                "computation as data; not supported")
             if x.dtype != "float32" and cls != "Embedding":
                 raise UnsupportedModelError(
                     f"{cls} layer {call.name!r} reads integer token ids; only an Embedding "
                     "may read them")
-            outs = self.handler(cls)(call, x)
+            if recurrent:
+                outs = self.handler(cls)(call, x, states)
+                outs = [_Tensor(t.name, t.shape, passed_on if len(t.shape) == 3 else None)
+                        for t in outs]
+            else:
+                outs = self.handler(cls)(call, x)
             for i, t in enumerate(outs):
                 self.tensors[(call.name, call.node, i)] = t
+
+    @staticmethod
+    def _split_state_args(call):
+        """(sequence refs, initial state refs) of a recurrent layer's positional arguments:
+        Keras 3 RNN layers are called as layer(sequences, initial_state=None, mask=None)."""
+        raw = call.raw_args
+        if len(raw) <= 1:
+            return call.args, []
+        if len(raw) > 2 or len(_tensor_refs(raw[0])) != 1:
+            raise UnsupportedModelError(
+                f"{_class(call.layer)} layer {call.name!r}: only (sequences, initial_state) "
+                "may be passed positionally; pass mask= by keyword")
+        return _tensor_refs(raw[0]), _tensor_refs(raw[1])
 
     def handler(self, cls):
         """The method emitting a layer class (unsupported ones were refused up front)."""
@@ -727,7 +772,7 @@ class _Builder:
                 f"input with known features, got shape {x.shape}")
         return x.shape[-1]
 
-    def layer_recurrent(self, call, x):
+    def layer_recurrent(self, call, x, initial_state=()):
         cls, cfg = _recurrent_config(call.layer)
         where = f"{_class(call.layer)} layer {call.name!r}"
         I, H = self._sequence_input(call, x), int(cfg["units"])
@@ -743,6 +788,8 @@ class _Builder:
             x=x.name, W=W[None], R=R[None], Wb=Wb[None], Rb=Rb[None], activations=[acts],
             linear_before_reset=lbr, output_order="step" if backwards else "time",
             masked_output="zero" if zero_out else "carry", mask=x.mask)
+        if initial_state:
+            self._initial_state(call, rec, cls, initial_state, seqs)
         self.add(rec)
         if seqs:
             rec.y = self.out_name(call)
@@ -768,14 +815,51 @@ class _Builder:
                 outs.append(_Tensor(rec.c_last, (None, H), None))
         return outs
 
+    def _initial_state(self, call, rec, cls, states, seqs):
+        """Wire Keras's initial_state list ([h, c] for LSTM, [h] otherwise; each (batch, H))
+        as the layer's flat "bdh" h0 / c0."""
+        where = f"{_class(call.layer)} layer {call.name!r}"
+        names = ["h", "c"] if cls == "LSTM" else ["h"]
+        if len(states) != len(names):
+            raise FormatError(
+                f"{where}: initial_state has {len(states)} tensor(s); {cls} takes "
+                f"{len(names)}: [{', '.join(names)}]")
+        for label, t in zip(names, states):
+            if len(t.shape) != 2 or t.shape[-1] != rec.hidden_size or t.dtype != "float32":
+                raise FormatError(
+                    f"{where}: initial state {label} {t.name!r} has shape {t.shape} "
+                    f"({t.dtype}); expected (batch, {rec.hidden_size}) float32")
+        if rec.mask is not None and rec.masked_output == "carry":
+            # Keras's carried output starts from zero, not from the initial state: it is
+            # zero at masked steps before the first unmasked one, where the IR carries h0.
+            if seqs:
+                raise UnsupportedModelError(
+                    f"{where}: mask= with initial_state and return_sequences=True is "
+                    "supported only with zero_output_for_mask=True (Keras outputs zeros, not "
+                    "the initial state, at masked steps before the first unmasked one)")
+            self.notes.append(
+                f"layer {call.name!r}: for a row whose steps are all masked, Keras outputs "
+                "zeros and rnnrt the initial state (the returned states agree)")
+        rec.state_layout = "bdh"
+        rec.h0 = states[0].name
+        if cls == "LSTM":
+            rec.c0 = states[1].name
+
     def _flags(self, call, cfg):
         if cfg.get("stateful"):
             self.notes.append(f"layer {call.name!r} is stateful in Keras; rnnrt starts every "
                               "run() from zero state (use Model.stream() to carry state)")
 
-    def layer_Bidirectional(self, call, x):
+    def layer_Bidirectional(self, call, x, initial_state=()):
         cfg = call.layer.get("config", {})
         where = f"Bidirectional layer {call.name!r}"
+        if initial_state:
+            # Keras gives the first half of the list to the forward layer, the second to the
+            # backward one; the IR's flat h0 of a bidirectional layer is one (B, 2H) tensor,
+            # and there is no IR layer to concatenate two (B, H) states into it.
+            raise UnsupportedModelError(
+                f"{where}: initial_state on a Bidirectional layer is not supported; give the "
+                "initial state to single-direction layers (SimpleRNN, LSTM, GRU, RNN)")
         fwd, bwd = _bidirectional_layers(call.layer)
         (fcls, fcfg), (bcls, bcfg) = _recurrent_config(fwd), _recurrent_config(bwd)
         if fcfg.get("go_backwards") or not bcfg.get("go_backwards"):
