@@ -59,8 +59,7 @@ processing step (output_order="step": y[s] is the output of the s-th processed i
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -148,12 +147,48 @@ class TensorInfo:
 
 
 # ----------------------------------------------------------------------------- layers
-# Every layer has: `name`, `inputs()` -> names read (None for absent optional inputs
-# omitted), `outputs()` -> names written, `params` -> dict of weight arrays, and
-# `attrs()` -> the JSON-able rest. Shapes are checked by `infer()` (rnnrt/shapes.py).
+# Every layer has: `name`, `inputs()` -> names read (absent optional inputs omitted),
+# `outputs()` -> names written, `params` -> dict of weight arrays, and `attrs()` -> the
+# JSON-able rest. Shapes across layers are checked when the graph is planned (rnnrt/plan.py).
+
+def _jsonable(v):
+    if isinstance(v, Act):
+        return v.to_dict()
+    if isinstance(v, list):
+        return [_jsonable(x) for x in v]
+    return v
+
+
+class _Layer:
+    """attrs(): every dataclass field but the name and the weight arrays."""
+    PARAMS = ()
+
+    @property
+    def params(self):
+        return {k: getattr(self, k) for k in self.PARAMS if getattr(self, k) is not None}
+
+    def attrs(self):
+        out = {}
+        for f in fields(self):
+            if f.name != "name" and f.name not in self.PARAMS:
+                out[f.name] = _jsonable(getattr(self, f.name))
+        return out
+
+    def validate(self):
+        pass
+
+
+class _Unary(_Layer):
+    """A layer reading tensor `x` and writing tensor `out`."""
+
+    def inputs(self):
+        return [self.x]
+
+    def outputs(self):
+        return [self.out]
 
 @dataclass
-class Recurrent:
+class Recurrent(_Layer):
     name: str
     cell: str                       # "rnn" | "lstm" | "gru"
     direction: str                  # "forward" | "reverse" | "bidirectional"
@@ -185,6 +220,7 @@ class Recurrent:
     h_last: str | None = None
     c_last: str | None = None
     kind = "Recurrent"
+    PARAMS = ("W", "R", "Wb", "Rb", "P", "Proj")
 
     @property
     def num_directions(self) -> int:
@@ -199,29 +235,6 @@ class Recurrent:
 
     def outputs(self):
         return [n for n in (self.y, self.h_n, self.c_n, self.h_last, self.c_last) if n]
-
-    @property
-    def params(self):
-        p = {"W": self.W, "R": self.R, "Wb": self.Wb, "Rb": self.Rb}
-        if self.P is not None:
-            p["P"] = self.P
-        if self.Proj is not None:
-            p["Proj"] = self.Proj
-        return p
-
-    def attrs(self):
-        return {
-            "cell": self.cell, "direction": self.direction, "hidden_size": self.hidden_size,
-            "input_size": self.input_size,
-            "activations": [[a.to_dict() for a in acts] for acts in self.activations],
-            "clip": self.clip, "input_forget": self.input_forget,
-            "linear_before_reset": self.linear_before_reset, "time_major": self.time_major,
-            "y_layout": self.y_layout, "state_layout": self.state_layout,
-            "output_order": self.output_order, "masked_output": self.masked_output,
-            "x": self.x, "seq_lens": self.seq_lens, "mask": self.mask, "h0": self.h0,
-            "c0": self.c0, "y": self.y, "h_n": self.h_n, "c_n": self.c_n,
-            "h_last": self.h_last, "c_last": self.c_last,
-        }
 
     def validate(self):
         _check(self.cell in GATES, self, f"cell must be one of {list(GATES)}, got {self.cell!r}")
@@ -261,7 +274,7 @@ class Recurrent:
 
 
 @dataclass
-class Embedding:
+class Embedding(_Layer):
     """out[..., :] = table[ids[...]]; ids int64 in [0, V). mask (optional) = ids != 0."""
     name: str
     ids: str
@@ -269,6 +282,7 @@ class Embedding:
     table: np.ndarray                  # (V, E)
     mask: str | None = None            # Keras mask_zero
     kind = "Embedding"
+    PARAMS = ("table",)
 
     def inputs(self):
         return [self.ids]
@@ -276,19 +290,12 @@ class Embedding:
     def outputs(self):
         return [n for n in (self.out, self.mask) if n]
 
-    @property
-    def params(self):
-        return {"table": self.table}
-
-    def attrs(self):
-        return {"ids": self.ids, "out": self.out, "mask": self.mask}
-
     def validate(self):
         _check(self.table.ndim == 2 and self.table.shape[0] >= 1, self, "table must be (V, E)")
 
 
 @dataclass
-class Masking:
+class Masking(_Layer):
     """mask[b, t] = any(x[b, t, :] != mask_value); out = x * mask (batch-major x)."""
     name: str
     x: str
@@ -303,17 +310,12 @@ class Masking:
     def outputs(self):
         return [self.out, self.mask]
 
-    params = {}
-
-    def attrs(self):
-        return {"x": self.x, "out": self.out, "mask": self.mask, "mask_value": self.mask_value}
-
     def validate(self):
         _check(math.isfinite(self.mask_value), self, "mask_value must be finite")
 
 
 @dataclass
-class Dense:
+class Dense(_Unary):
     """out = act(x @ kernel + bias) over the last axis. kernel (in, out), bias (out,)."""
     name: str
     x: str
@@ -322,22 +324,7 @@ class Dense:
     bias: np.ndarray | None = None
     activation: Act = Act("linear")
     kind = "Dense"
-
-    def inputs(self):
-        return [self.x]
-
-    def outputs(self):
-        return [self.out]
-
-    @property
-    def params(self):
-        p = {"kernel": self.kernel}
-        if self.bias is not None:
-            p["bias"] = self.bias
-        return p
-
-    def attrs(self):
-        return {"x": self.x, "out": self.out, "activation": self.activation.to_dict()}
+    PARAMS = ("kernel", "bias")
 
     def validate(self):
         _check(self.kernel.ndim == 2, self, "kernel must be (in, out)")
@@ -346,7 +333,7 @@ class Dense:
 
 
 @dataclass
-class Activation:
+class Activation(_Unary):
     """out = act(x): elementwise, or softmax / log_softmax over the last axis."""
     name: str
     x: str
@@ -354,23 +341,9 @@ class Activation:
     activation: Act
     kind = "Activation"
 
-    def inputs(self):
-        return [self.x]
-
-    def outputs(self):
-        return [self.out]
-
-    params = {}
-
-    def attrs(self):
-        return {"x": self.x, "out": self.out, "activation": self.activation.to_dict()}
-
-    def validate(self):
-        pass
-
 
 @dataclass
-class TimeStep:
+class TimeStep(_Unary):
     """out = x[:, index] (batch-major) or x[index] (time-major); negative index from the end."""
     name: str
     x: str
@@ -379,23 +352,9 @@ class TimeStep:
     time_major: bool = False
     kind = "TimeStep"
 
-    def inputs(self):
-        return [self.x]
-
-    def outputs(self):
-        return [self.out]
-
-    params = {}
-
-    def attrs(self):
-        return {"x": self.x, "out": self.out, "index": self.index, "time_major": self.time_major}
-
-    def validate(self):
-        pass
-
 
 @dataclass
-class FeatureSlice:
+class FeatureSlice(_Unary):
     """out = x[..., start:stop] (last axis)."""
     name: str
     x: str
@@ -404,23 +363,12 @@ class FeatureSlice:
     stop: int
     kind = "FeatureSlice"
 
-    def inputs(self):
-        return [self.x]
-
-    def outputs(self):
-        return [self.out]
-
-    params = {}
-
-    def attrs(self):
-        return {"x": self.x, "out": self.out, "start": self.start, "stop": self.stop}
-
     def validate(self):
         _check(0 <= self.start < self.stop, self, "need 0 <= start < stop")
 
 
 @dataclass
-class MergeDirections:
+class MergeDirections(_Unary):
     """x's last axis holds `parts` equal halves [p0 | p1 ...]; out = their sum / product /
     mean (mode sum, mul, ave) over the last axis."""
     name: str
@@ -430,25 +378,9 @@ class MergeDirections:
     parts: int = 2
     kind = "MergeDirections"
 
-    def inputs(self):
-        return [self.x]
-
-    def outputs(self):
-        return [self.out]
-
-    params = {}
-
-    def attrs(self):
-        return {"x": self.x, "out": self.out, "mode": self.mode, "parts": self.parts}
-
     def validate(self):
         _check(self.mode in ("sum", "mul", "ave"), self, "mode must be sum, mul or ave")
         _check(self.parts >= 2, self, "parts must be >= 2")
-
-
-LAYER_TYPES = {cls.kind: cls for cls in
-               (Recurrent, Embedding, Masking, Dense, Activation, TimeStep, FeatureSlice,
-                MergeDirections)}
 
 
 @dataclass
@@ -500,16 +432,3 @@ def _shape(layer, what, arr, expected):
     _check(isinstance(arr, np.ndarray) and arr.shape == tuple(expected), layer,
            f"{what} must have shape {tuple(expected)}, got "
            f"{getattr(arr, 'shape', type(arr).__name__)}")
-
-
-def layer_from_dict(kind: str, name: str, attrs: dict, params: dict[str, Any]):
-    """Rebuild a layer from its kind, name, attrs() and params."""
-    cls = LAYER_TYPES.get(kind)
-    if cls is None:
-        raise FormatError(f"unknown layer kind {kind!r}; known: {sorted(LAYER_TYPES)}")
-    a = dict(attrs)
-    if kind == "Recurrent":
-        a["activations"] = [[Act.from_dict(x) for x in acts] for acts in a["activations"]]
-    if "activation" in a:
-        a["activation"] = Act.from_dict(a["activation"])
-    return cls(name=name, **a, **params)
