@@ -214,9 +214,12 @@ class Stream:
         self.model = model
         self.batch_size = B = batch_size
         p = model._plan
-        state_inputs = {op_in for op in p.ops if op["kind"] == plan.OP_CODES["Recurrent"]
-                        for op_in in op["in"][1:] if op_in >= 0}
-        # Step inputs: graph inputs other than lengths and initial states (the stream's own).
+        # Graph inputs read only as lengths or initial states: a stream has its own state and
+        # runs every row, so step() does not take them.
+        as_state = {i for op in p.ops if "rec" in op for i in op["in"][1:] if i >= 0}
+        as_data = {i for op in p.ops for k, i in enumerate(op["in"])
+                   if i >= 0 and not ("rec" in op and k > 0)}
+        state_inputs = as_state - as_data
         self._step_inputs = [i for i, s in enumerate(p.inputs) if i not in state_inputs]
         self._Ts = [1] * p.num_times
         self._buffers = [None if i in state_inputs else np.zeros(s.concrete(B, self._Ts), s.dtype)

@@ -188,3 +188,24 @@ def test_layer_started_from_another_layers_final_state_refuses_to_stream(tmp_pat
     assert model.run(np.ones((2, 5, 3), np.float32))[0].shape == (2, 5, 4)
     with pytest.raises(rnnrt.InputError, match="'dec' starts from a state"):
         model.stream()
+
+
+def test_state_input_also_read_as_data_stays_a_step_input(tmp_path):
+    # "h" starts the GRU (the stream replaces it with its own state) and also feeds a Dense,
+    # so step() must still take it.
+    rng = np.random.default_rng(5)
+    gru = make_recurrent("gru", "gru", "forward", 4, 3, rng, x="x", y="y", h0="h",
+                         state_layout="bdh")
+    dense = ir.Dense("d", "h", "hd", rng.uniform(-.5, .5, (4, 2)).astype(np.float32))
+    g = ir.Graph([ir.TensorInfo("x", (None, None, 3), "float32"),
+                  ir.TensorInfo("h", (None, 4), "float32")], [gru, dense], ["y", "hd"])
+    model = load(g, tmp_path)
+    s = model.stream(batch_size=2)
+    x = rng.standard_normal((2, 3)).astype(np.float32)
+    h = rng.standard_normal((2, 4)).astype(np.float32)
+    with pytest.raises(rnnrt.InputError, match="missing input"):
+        s.step({"x": x})
+    s.state = {"gru.h": h}
+    got = s.step({"x": x, "h": h})
+    want = model.run({"x": x[:, None], "h": h})[0][:, 0]
+    np.testing.assert_allclose(got, want, atol=1e-6)
