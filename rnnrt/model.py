@@ -115,10 +115,9 @@ class Model:
         self._lengths = [(op["in"][1], op["tsym"]) for op in self._plan.ops
                          if "rec" in op and 0 <= op["in"][1] < len(self._plan.inputs)]
         # Embedding tables by the graph input they read: ids are range-checked in Python.
-        self._vocab = {}
-        for op, slot_ids in ((op, op["in"]) for op in self._plan.ops):
-            if op["kind"] == plan.OP_CODES["Embedding"] and slot_ids[0] < len(self._plan.inputs):
-                self._vocab[slots[slot_ids[0]].name] = op["vocab"]
+        self._vocab = {slots[op["in"][0]].name: op["vocab"] for op in self._plan.ops
+                       if op["kind"] == plan.OP_CODES["Embedding"]
+                       and op["in"][0] < len(self._plan.inputs)}
 
     def __reduce__(self):
         return (_load_for_pickle, (self.path, self._num_threads_arg, self._verify))
@@ -221,6 +220,7 @@ class Stream:
                    if i >= 0 and not ("rec" in op and k > 0)}
         state_inputs = as_state - as_data
         self._step_inputs = [i for i, s in enumerate(p.inputs) if i not in state_inputs]
+        self._step_names = [p.inputs[i].name for i in self._step_inputs]
         self._Ts = [1] * p.num_times
         self._buffers = [None if i in state_inputs else np.zeros(s.concrete(B, self._Ts), s.dtype)
                          for i, s in enumerate(p.inputs)]
@@ -230,8 +230,11 @@ class Stream:
         self._c = [np.zeros((1, B, H), np.float32) for (_, _, _, H, S, _) in p.recurrent]
         self._threads = min(model.num_threads, B)
         self._work = np.empty(model._engine.work_floats(B, self._Ts, self._threads), np.float32)
-        out = p.slots[p.outputs[0]]
-        self._out_axes = tuple(d for d in out.shape if not plan.is_time(d))   # time dropped
+        # The first output without its time axis; without its batch axis too for a
+        # (features,) x_t at batch size 1.
+        axes = [d for d in p.slots[p.outputs[0]].shape if not plan.is_time(d)]
+        self._out_shape = tuple(B if d == plan.BATCH else d for d in axes)
+        self._out_shape_unbatched = tuple(d for d in axes if d != plan.BATCH)
         self._lock = threading.Lock()
 
     def reset(self) -> None:
@@ -271,9 +274,9 @@ class Stream:
         (a dict {name: array} for several inputs). Returns this step's first output."""
         p = self.model._plan
         if isinstance(x_t, dict):
-            feeds = _match_feeds([p.inputs[i].name for i in self._step_inputs], x_t)
-        elif len(self._step_inputs) == 1:
-            feeds = {p.inputs[self._step_inputs[0]].name: x_t}
+            feeds = _match_feeds(self._step_names, x_t)
+        elif len(self._step_names) == 1:
+            feeds = {self._step_names[0]: x_t}
         else:
             raise InputError("the model has several step inputs: pass a dict {name: array}")
         if not self._lock.acquire(blocking=False):
@@ -295,8 +298,7 @@ class Stream:
                                          self._work, self._h, self._c)
             if bad >= 0:
                 raise InputError("a token id is out of range of the embedding table")
-            shape = tuple(B if d == plan.BATCH else d for d in self._out_axes
-                          if not (unbatched and d == plan.BATCH))
+            shape = self._out_shape_unbatched if unbatched else self._out_shape
             result = self._buffers[p.outputs[0]].reshape(shape)
             if out is None:
                 return result.copy()

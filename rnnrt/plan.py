@@ -100,6 +100,13 @@ def _act(layer, d, row_wise_ok=False):
     return (ACT_CODES[name], float(alpha), float(beta))
 
 
+def _lookup(layer, tensors, role):
+    """The tensor a layer names for `role`, or None (its shape is checked by the caller)."""
+    params = layer.get("params")
+    name = params.get(role) if isinstance(params, dict) else None
+    return tensors.get(name) if isinstance(name, str) else None
+
+
 def _tensor(layer, tensors, role, shape, optional=False):
     name = layer["params"].get(role) if isinstance(layer.get("params"), dict) else None
     if name is None:
@@ -275,8 +282,7 @@ def _recurrent(layer, tensors, read, define):
     act_codes = [[_act(layer, x) for x in per] for per in acts]
 
     # The state size comes from the recurrent weights (projection makes it differ from H).
-    rt_name = layer.get("params", {}).get("Rt") if isinstance(layer.get("params"), dict) else None
-    rt = tensors.get(rt_name) if isinstance(rt_name, str) else None
+    rt = _lookup(layer, tensors, "Rt")
     S = rt.shape[1] if rt is not None and rt.ndim == 3 else H
     params = {
         "Wt": _tensor(layer, tensors, "Wt", (I, D * G * H)),
@@ -348,8 +354,7 @@ def _recurrent(layer, tensors, read, define):
 
 
 def _embedding(layer, tensors, read, define):
-    name = layer.get("params", {}).get("table")
-    table = tensors.get(name) if isinstance(name, str) else None
+    table = _lookup(layer, tensors, "table")
     if table is None or table.ndim != 2 or table.dtype != np.float32 or min(table.shape) < 1:
         got = "nothing" if table is None else f"{table.dtype} {table.shape}"
         _fail(layer, f"table must be a float32 (V >= 1, E >= 1) tensor, got {got}")
@@ -384,8 +389,7 @@ def _masking(layer, tensors, read, define):
 
 def _dense(layer, tensors, read, define):
     x_i, xs = read(layer, _attr(layer, "x", (str,)))
-    name = layer.get("params", {}).get("kernel")
-    k = tensors.get(name) if isinstance(name, str) else None
+    k = _lookup(layer, tensors, "kernel")
     n_in = xs.shape[-1] if xs is not None and xs.shape else None
     if k is None or k.ndim != 2 or k.dtype != np.float32 or k.shape[0] != n_in or \
             k.shape[1] < 1:
