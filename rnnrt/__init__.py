@@ -7,11 +7,12 @@ __all__ = ["convert", "load", "RnnrtError", "FormatError", "UnsupportedModelErro
            "InputError", "__version__"]
 
 
-def convert(src, dst, *, config=None, spec=None):
+def convert(src, dst, *, config=None, spec=None, constants=None):
     """Convert an ONNX file or an NPZ of weights (Keras with `config`, PyTorch with `spec`)
-    into a .rnnrt file at `dst`. Returns dst."""
+    into a .rnnrt file at `dst`. Returns dst. For ONNX, `constants` gives the values of graph
+    inputs that are weights ({name: array}); rnnrt packs weights when it converts."""
     from .converter import convert as _convert
-    return _convert(src, dst, config=config, spec=spec)
+    return _convert(src, dst, config=config, spec=spec, constants=constants)
 
 
 def load(path, *, num_threads=None, verify=True):

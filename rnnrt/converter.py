@@ -5,16 +5,20 @@ from __future__ import annotations
 import os
 
 from . import packing
-from .errors import InputError, UnsupportedModelError
+from .errors import InputError
 
 
-def to_ir(src, *, config=None, spec=None):
+def to_ir(src, *, config=None, spec=None, constants=None):
     """Import a source model into an IR graph (not yet validated)."""
     src = os.fspath(src)
     ext = os.path.splitext(src)[1].lower()
     if ext == ".onnx":
-        raise UnsupportedModelError("ONNX import is not available in this version of rnnrt; "
-                                    "convert Keras or PyTorch weights saved as .npz")
+        if config is not None or spec is not None:
+            raise InputError("an .onnx source takes no config= or spec=")
+        from .importers.onnx import load_onnx
+        return load_onnx(src, constants)
+    if constants is not None:
+        raise InputError("constants= applies to .onnx sources only")
     if ext != ".npz":
         raise InputError(f"{src!r}: expected a .onnx or .npz source, got {ext or 'no extension'!r}")
     if (config is None) == (spec is None):
@@ -27,7 +31,7 @@ def to_ir(src, *, config=None, spec=None):
     return load_torch(src, spec)
 
 
-def convert(src, dst, *, config=None, spec=None) -> str:
-    graph = to_ir(src, config=config, spec=spec)
+def convert(src, dst, *, config=None, spec=None, constants=None) -> str:
+    graph = to_ir(src, config=config, spec=spec, constants=constants)
     graph.metadata.setdefault("source", os.path.basename(os.fspath(src)))
     return packing.save(graph, os.fspath(dst))
