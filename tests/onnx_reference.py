@@ -47,8 +47,10 @@ def _functions(op, D, names, alphas, betas):
 
 def run_op(op, X, W, R, B=None, sequence_lens=None, initial_h=None, initial_c=None, P=None,
            *, hidden_size, direction="forward", activations=None, activation_alpha=None,
-           activation_beta=None, clip=None, input_forget=0, linear_before_reset=0, layout=0):
-    """(Y, Y_h, Y_c) of one ONNX recurrent node, in float64."""
+           activation_beta=None, clip=None, input_forget=0, linear_before_reset=0, layout=0,
+           clip_cell_output=True):
+    """(Y, Y_h, Y_c) of one ONNX recurrent node, in float64. clip_cell_output=False leaves the
+    LSTM cell state unclipped before h(c), as onnxruntime does (against the spec)."""
     X = np.asarray(X, np.float64)
     if layout == 1:
         X = X.transpose(1, 0, 2)
@@ -97,7 +99,7 @@ def run_op(op, X, W, R, B=None, sequence_lens=None, initial_h=None, initial_c=No
                     fg = 1 - i if input_forget else f(cl(a[2 * H:3 * H] + pf * c))
                     c = fg * c + i * g(cl(a[3 * H:]))
                     o = f(cl(a[H:2 * H] + po * c))
-                    h = o * hh(cl(c))
+                    h = o * hh(cl(c) if clip_cell_output else c)
                 Y[t, d, b] = h
             Yh[d, b], Yc[d, b] = h, c
     if layout == 1:
