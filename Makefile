@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.deps-stamp
 
-.PHONY: venv build test demo bench clean
+.PHONY: venv build test demo bench compare clean
 
 venv: $(STAMP)
 $(STAMP): requirements-dev.txt pyproject.toml
@@ -30,8 +30,18 @@ test: build
 demo: build
 	$(PY) examples/demo.py
 
-bench: build
-	$(PY) -m pytest -q benchmarks
+BENCH_STAMP := $(VENV)/.bench-stamp
+$(BENCH_STAMP): requirements-bench.txt $(STAMP)
+	$(PY) -m pip install -q -r requirements-bench.txt
+	touch $(BENCH_STAMP)
+
+# pytest-benchmark suites of the compare.py scenarios (not part of `make test`).
+bench: build $(BENCH_STAMP)
+	$(PY) -m pytest -q benchmarks --benchmark-columns=min,median,iqr,ops,rounds --benchmark-sort=fullname
+
+# rnnrt against onnxruntime and PyTorch (when installed), one table, JSON and a plot.
+compare: build $(BENCH_STAMP)
+	$(PY) benchmarks/compare.py
 
 clean:
 	rm -rf build rnnrt/*.so rnnrt/_engine.c *.egg-info

@@ -5,6 +5,12 @@ Installed side by side in site-packages, the engine finds it through its rpath
 is loaded here first, RTLD_LOCAL: the dynamic linker then resolves the engine's dependency to
 it by soname, and its symbols (all prefixed scipy_) stay out of the global namespace where
 they could capture NumPy's or SciPy's BLAS calls.
+
+Kernels: OpenBLAS picks them from the CPU when it loads, unless OPENBLAS_CORETYPE names
+some. That variable configures NumPy's OpenBLAS (this machine's environment sets it to
+Haswell, the AVX2 kernels), and rnnrt's copy would honour it too and lose half its speed on
+an AVX-512 CPU; so while rnnrt's copy loads, the variable is hidden and OpenBLAS detects the
+CPU itself. RNNRT_OPENBLAS_CORETYPE, when set, is passed on instead.
 """
 import ctypes
 import importlib.util
@@ -16,8 +22,27 @@ def preload() -> None:
     if spec is None or not spec.submodule_search_locations:
         return  # the engine's import will say what is missing
     lib = os.path.join(list(spec.submodule_search_locations)[0], "lib", "libscipy_openblas.so")
-    if os.path.exists(lib):
+    if not os.path.exists(lib):
+        return
+    saved = os.environ.pop("OPENBLAS_CORETYPE", None)
+    ours = os.environ.get("RNNRT_OPENBLAS_CORETYPE")
+    if ours:
+        os.environ["OPENBLAS_CORETYPE"] = ours
+    try:
         ctypes.CDLL(lib, mode=os.RTLD_LOCAL)
+    finally:
+        os.environ.pop("OPENBLAS_CORETYPE", None)
+        if saved is not None:
+            os.environ["OPENBLAS_CORETYPE"] = saved
+
+
+def corename() -> str:
+    """The kernel family rnnrt's OpenBLAS chose ("SkylakeX", "Haswell", ...)."""
+    spec = importlib.util.find_spec("scipy_openblas32")
+    lib = os.path.join(list(spec.submodule_search_locations)[0], "lib", "libscipy_openblas.so")
+    f = ctypes.CDLL(lib, mode=os.RTLD_LOCAL).scipy_openblas_get_corename
+    f.restype = ctypes.c_char_p
+    return f().decode()
 
 
 preload()

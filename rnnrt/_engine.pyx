@@ -44,6 +44,9 @@ cdef extern from "rnnrt.h" nogil:
         float mask_value
         int index, time_major, start, stop, parts, mode
         int stream_state
+        int outer_b, outer_t, inner_b, inner_t
+        long outer_mult, inner_mult
+        int axis_len[5]     # RNNRT_MAX_IO
 
     ctypedef struct rnnrt_call:
         int B, nthreads
@@ -58,6 +61,61 @@ cdef extern from "rnnrt.h" nogil:
     long rnnrt_plan_work_floats(const rnnrt_op *ops, int n_ops, int B, const int *T, int nthreads)
     void rnnrt_plan_run(const rnnrt_op *ops, int n_ops, rnnrt_call *call)
     void rnnrt_blas_single_thread()
+
+
+# Pool steps and generation (src_c/pool.c, src_c/generate.c).
+from libc.stdint cimport uint64_t
+
+cdef extern from "rnnrt.h" nogil:
+    void rnnrt_pool_step(const rnnrt_op *ops, int n_ops, rnnrt_call *call, float **store_h,
+                         float **store_c, const int64_t *rows, int n)
+
+    ctypedef struct rnnrt_rng:
+        uint64_t s[4]
+    void rnnrt_rng_seed(rnnrt_rng *g, uint64_t seed)
+    uint64_t rnnrt_rng_next(rnnrt_rng *g)
+
+    ctypedef struct rnnrt_generate_args:
+        int mode, in_slot, out_slot, width, probs
+        double temperature
+        int top_k
+        int64_t stop
+        uint64_t seed
+        const void *prompt
+        long n_prompt, steps
+        void *result
+        double *scratch
+        long failed_step
+    long rnnrt_generate(const rnnrt_op *ops, int n_ops, rnnrt_call *call,
+                        rnnrt_generate_args *g)
+
+
+cdef void **slot_array(list buffers) except NULL:
+    """malloc'd data pointers of `buffers` (None: NULL); the caller frees it."""
+    cdef Py_ssize_t i, n = len(buffers)
+    cdef void **p = <void **>malloc(max(n, 1) * sizeof(void *))
+    if p == NULL:
+        raise MemoryError()
+    for i in range(n):
+        b = buffers[i]
+        p[i] = NULL if b is None else cnp.PyArray_DATA(<cnp.ndarray>b)
+    return p
+
+
+cdef float **float_ptr_array(list arrays) except NULL:
+    return <float **>slot_array(arrays)
+
+
+def rng_draws(uint64_t seed, Py_ssize_t n):
+    """The first n numbers of the generator Model.generate samples with, for `seed`."""
+    cdef rnnrt_rng g
+    rnnrt_rng_seed(&g, seed)
+    out = np.empty(n, np.uint64)
+    cdef uint64_t[::1] v = out
+    cdef Py_ssize_t i
+    for i in range(n):
+        v[i] = rnnrt_rng_next(&g)
+    return out
 
 
 # Our threads do the parallel work; OpenBLAS must not spawn its own inside them.
@@ -128,6 +186,13 @@ cdef class Engine:
             op.stop = spec.get("stop", 0)
             op.parts = spec.get("parts", 1)
             op.mode = spec.get("mode", 0)
+            if "outer" in spec:
+                op.outer_b, op.outer_t = spec["outer"]["b"], spec["outer"]["t"]
+                op.outer_mult = spec["outer"]["mult"]
+                op.inner_b, op.inner_t = spec["inner"]["b"], spec["inner"]["t"]
+                op.inner_mult = spec["inner"]["mult"]
+                for j in range(RNNRT_MAX_IO):
+                    op.axis_len[j] = spec["axis_len"][j] if j < len(spec["axis_len"]) else 0
             if "rec" in spec:
                 r = spec["rec"]
                 op.rec.cell, op.rec.D, op.rec.G = r["cell"], r["D"], r["G"]
@@ -195,3 +260,74 @@ cdef class Engine:
         free(call.state_h)
         free(call.state_c)
         return call.bad_id_op
+
+    def pool_step(self, list buffers, int n, Ts, int nthreads, cnp.ndarray work,
+                  list store_h, list store_c, list block_h, list block_c, cnp.ndarray rows):
+        """One step of n pool streams (src_c/pool.c): `rows` (int64, n distinct valid rows)
+        picks their rows of the per-layer stores; block_h / block_c hold >= n rows each.
+        Buffers and work are sized for B = n by the caller. Returns the index of an op that
+        met an out-of-range token id (the states are then unchanged), or -1."""
+        if rows.dtype != np.int64 or not rows.flags.c_contiguous or rows.shape[0] != n:
+            raise ValueError("rows must be a contiguous int64 array of n entries")
+        cdef rnnrt_call call
+        cdef int T[RNNRT_MAX_TIMES]
+        fill_times(T, Ts)
+        cdef float **sh = NULL
+        cdef float **sc = NULL
+        call.slots = NULL
+        call.state_h = NULL
+        call.state_c = NULL
+        try:
+            call.slots = slot_array(buffers)
+            call.state_h = float_ptr_array(block_h)
+            call.state_c = float_ptr_array(block_c)
+            sh = float_ptr_array(store_h)
+            sc = float_ptr_array(store_c)
+            call.B, call.T, call.nthreads = n, T, nthreads
+            call.work = <float *>cnp.PyArray_DATA(work)
+            with nogil:
+                rnnrt_pool_step(self.ops, self.n_ops, &call, sh, sc,
+                                <const int64_t *>cnp.PyArray_DATA(rows), n)
+        finally:
+            free(call.slots)
+            free(call.state_h)
+            free(call.state_c)
+            free(sh)
+            free(sc)
+        return call.bad_id_op
+
+    def generate(self, list buffers, Ts, cnp.ndarray work, list states_h, list states_c,
+                 int mode, int in_slot, int out_slot, int width, int probs,
+                 double temperature, int top_k, int64_t stop, uint64_t seed,
+                 cnp.ndarray prompt, long n_prompt, long steps, cnp.ndarray result,
+                 cnp.ndarray scratch):
+        """The feed-back loop of src_c/generate.c for one sequence (B = 1, T = 1), every
+        argument checked by the caller. Returns (steps generated or a negative
+        RNNRT_GEN_* code, the step whose scores were unusable or -1)."""
+        cdef rnnrt_call call
+        cdef rnnrt_generate_args g
+        cdef int T[RNNRT_MAX_TIMES]
+        cdef long made
+        fill_times(T, Ts)
+        call.slots = NULL
+        call.state_h = NULL
+        call.state_c = NULL
+        try:
+            call.slots = slot_array(buffers)
+            call.state_h = float_ptr_array(states_h)
+            call.state_c = float_ptr_array(states_c)
+            call.B, call.T, call.nthreads = 1, T, 1
+            call.work = <float *>cnp.PyArray_DATA(work)
+            g.mode, g.in_slot, g.out_slot, g.width, g.probs = mode, in_slot, out_slot, width, probs
+            g.temperature, g.top_k, g.stop, g.seed = temperature, top_k, stop, seed
+            g.prompt = cnp.PyArray_DATA(prompt)
+            g.n_prompt, g.steps = n_prompt, steps
+            g.result = cnp.PyArray_DATA(result)
+            g.scratch = <double *>cnp.PyArray_DATA(scratch)
+            with nogil:
+                made = rnnrt_generate(self.ops, self.n_ops, &call, &g)
+        finally:
+            free(call.slots)
+            free(call.state_h)
+            free(call.state_c)
+        return made, g.failed_step

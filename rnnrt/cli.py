@@ -1,4 +1,4 @@
-"""The `rnnrt` console script: convert, info, run."""
+"""The `rnnrt` console script: convert, info, run, bench."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def describe(model) -> str:
 
 
 def main(argv=None) -> int:
-    from . import convert, load
+    from . import bench, convert, load
     from .errors import RnnrtError
 
     ap = argparse.ArgumentParser(prog="rnnrt", description="CPU inference runtime for RNNs")
@@ -66,6 +66,9 @@ def main(argv=None) -> int:
     r.add_argument("input", help=".npy (single input) or .npz (one array per input name)")
     r.add_argument("-o", "--output", required=True, help="destination .npz")
     r.add_argument("--threads", type=int, default=None)
+    b = sub.add_parser("bench", help="time run (and step) on random inputs; --onnx compares "
+                                     "with onnxruntime")
+    bench.add_arguments(b)
     args = ap.parse_args(argv)
     try:
         if args.cmd == "convert":
@@ -73,6 +76,8 @@ def main(argv=None) -> int:
             print(describe(load(path)))
         elif args.cmd == "info":
             print(describe(load(args.model)))
+        elif args.cmd == "bench":
+            bench.main(args)
         else:
             model = load(args.model, num_threads=args.threads)
             data = np.load(args.input)

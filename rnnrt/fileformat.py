@@ -72,6 +72,7 @@ class ModelFile:
     graph: dict
     metadata: dict
     tensors: dict = field(repr=False)
+    header_crc: int = 0      # CRC32 of the header, which lists every tensor's CRC32
     _mmap: object = field(default=None, repr=False)
 
 
@@ -270,7 +271,8 @@ def read(path, *, verify=True):
                             offset=data_start + e["offset"])
         views[name] = arr.reshape(tuple(e["shape"]))
     return ModelFile(path=path, format_version=version, file_size=size, graph=header["graph"],
-                     metadata=header["metadata"], tensors=views, _mmap=mm)
+                     metadata=header["metadata"], tensors=views, header_crc=header_crc,
+                     _mmap=mm)
 
 
 def _map(path):

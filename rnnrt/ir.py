@@ -97,6 +97,7 @@ ROW_WISE = ("softmax", "log_softmax")
 Y_LAYOUTS = ("btf", "tbf", "tdbh", "btdh")
 STATE_LAYOUTS = ("dbh", "bdh")
 MERGE_MODES = ("concat", "sum", "mul", "ave")
+MAX_CONCAT_INPUTS = 5     # the C op's input slots (RNNRT_MAX_IO); importers chain more
 
 
 
@@ -365,6 +366,44 @@ class FeatureSlice(_Unary):
 
     def validate(self):
         _check(0 <= self.start < self.stop, self, "need 0 <= start < stop")
+
+
+@dataclass
+class Slice(_Unary):
+    """out = x[start:stop] along `axis` of x (an axis of fixed size, not batch or time):
+    one layer's states out of a stacked (layers*directions, batch, hidden) state input."""
+    name: str
+    x: str
+    out: str
+    axis: int
+    start: int
+    stop: int
+    kind = "Slice"
+
+    def validate(self):
+        _check(self.axis >= 0 and 0 <= self.start < self.stop, self,
+               "need axis >= 0 and 0 <= start < stop")
+
+
+@dataclass
+class Concat(_Layer):
+    """out = xs joined along `axis` (of fixed size in each; the other axes equal): stacked
+    layers' final states, as PyTorch returns them."""
+    name: str
+    xs: list
+    out: str
+    axis: int
+    kind = "Concat"
+
+    def inputs(self):
+        return list(self.xs)
+
+    def outputs(self):
+        return [self.out]
+
+    def validate(self):
+        _check(1 <= len(self.xs) <= MAX_CONCAT_INPUTS and self.axis >= 0, self,
+               f"need 1..{MAX_CONCAT_INPUTS} inputs and axis >= 0")
 
 
 @dataclass

@@ -94,7 +94,7 @@ class Model:
     """A loaded model. Thread-safe: run() may be called from many threads at once."""
 
     def __init__(self, path, *, num_threads=None, verify=True):
-        self.path = os.fspath(path)
+        self.path = os.path.abspath(os.fspath(path))   # pickles stay valid after a chdir
         self._file = fileformat.read(self.path, verify=verify)
         self._plan = plan.build(self._file.graph, self._file.tensors)
         self._engine = _engine.Engine(self._plan.ops)
@@ -120,7 +120,11 @@ class Model:
                        and op["in"][0] < len(self._plan.inputs)}
 
     def __reduce__(self):
-        return (_load_for_pickle, (self.path, self._num_threads_arg, self._verify))
+        # By path, never by bytes: each process maps the file itself, once (rnnrt/cache.py).
+        # The fingerprint lets a worker refuse a different model found at the same path.
+        from . import cache
+        return (_load_for_pickle, (os.path.abspath(self.path), self._num_threads_arg,
+                                   self._verify, cache.fingerprint(self)))
 
     def __repr__(self):
         return (f"rnnrt.Model({self.path!r}, inputs={[i.name for i in self.inputs]}, "
@@ -182,47 +186,143 @@ class Model:
     def __call__(self, x) -> np.ndarray:
         return self.run(x)[0]
 
-    def stream(self, batch_size: int = 1) -> "Stream":
-        """A stateful stream over forward-only models: one time step per step() call."""
-        return Stream(self, batch_size)
+    def stream(self, batch_size: int = 1, state=None) -> "Stream":
+        """A stateful stream over forward-only models: one time step per step() call.
+        state: where to start, a snapshot (bytes from Stream.snapshot() or
+        StreamPool.snapshot()) or a dict like Stream.state; None: the zero state."""
+        s = Stream(self, batch_size)
+        if state is not None:
+            s.state = state
+        return s
+
+    def stream_pool(self, capacity: int = 64):
+        """A pool of batch-1 streams stepped together: rnnrt/pool.py."""
+        from .pool import StreamPool
+        return StreamPool(self, capacity)
+
+    def generate(self, prompt, steps, *, temperature=0.0, top_k=None, seed=None, stop=None):
+        """Feed the model's output back as its next input, `steps` times, in C (after the
+        prompt): sampled token ids for a token model, a forecast for a regression model.
+        rnnrt/generate.py has the details."""
+        from .generate import generate
+        return generate(self, prompt, steps, temperature=temperature, top_k=top_k, seed=seed,
+                        stop=stop)
 
 
-def _load_for_pickle(path, num_threads, verify):
-    return Model(path, num_threads=num_threads, verify=verify)
+def _load_for_pickle(path, num_threads, verify, fingerprint=None):
+    from . import cache   # cache imports this module
+    return cache.load(path, num_threads=num_threads, verify=verify,
+                      expect_fingerprint=fingerprint)
 
 
-class Stream:
-    """Step-by-step inference with carried state. Not for use by two threads at once."""
+class _StepSpec:
+    """How a model steps, worked out once per model and shared by Stream, StreamPool and
+    Model.generate: refuses a model that cannot be stepped, knows which inputs a step takes,
+    which state arrays it carries and the shape of its first output."""
 
-    def __init__(self, model: Model, batch_size: int):
-        for name, cell, D, H, S, direction in model._plan.recurrent:
+    def __init__(self, model: Model):
+        p = model._plan
+        for name, cell, D, H, S, direction in p.recurrent:
             if direction != "forward":
                 raise InputError(f"recurrent layer {name!r} is {direction}: step() needs "
                                  f"forward-only layers (a {direction} layer reads the future)")
-        n_inputs = len(model._plan.inputs)
-        for op, (name, *_) in zip((o for o in model._plan.ops if "rec" in o),
-                                  model._plan.recurrent):
+        n_inputs = len(p.inputs)
+        for op, (name, *_) in zip((o for o in p.ops if "rec" in o), p.recurrent):
             if any(i >= n_inputs for i in op["in"][3:5]):
                 raise InputError(f"recurrent layer {name!r} starts from a state another layer "
                                  f"computes at the end of the sequence: it cannot be stepped")
         if any(index != -1 for index, _ in model._time_indices):
             raise InputError("the model reads a fixed time step other than the last one: a "
                              "stream only knows the steps so far")
+        # Graph inputs read only as lengths or initial states: a stream has its own state and
+        # runs every row, so step() does not take them.
+        as_state = {i for op in p.ops if "rec" in op for i in op["in"][1:] if 0 <= i < n_inputs}
+        as_data = {i for op in p.ops for k, i in enumerate(op["in"])
+                   if i >= 0 and not ("rec" in op and k > 0)}
+        self.state_inputs = as_state - as_data
+        self.step_inputs = [i for i, s in enumerate(p.inputs) if i not in self.state_inputs]
+        self.step_names = [p.inputs[i].name for i in self.step_inputs]
+        self.Ts = [1] * p.num_times
+        # The first output's symbolic axes without time.
+        self.out_axes = tuple(d for d in p.slots[p.outputs[0]].shape if not plan.is_time(d))
+        # The carried state arrays, in order: key -> width (h: S, c: H for an LSTM).
+        self.state_widths = {}
+        for name, cell, D, H, S, direction in p.recurrent:
+            self.state_widths[f"{name}.h"] = S
+            if cell == "lstm":
+                self.state_widths[f"{name}.c"] = H
+
+    def feeds(self, x_t) -> dict:
+        """{name: value} for each step input, from one value or a dict."""
+        if isinstance(x_t, dict):
+            return _match_feeds(self.step_names, x_t)
+        if len(self.step_names) == 1:
+            return {self.step_names[0]: x_t}
+        raise InputError(f"the model has several step inputs {self.step_names}: pass a dict "
+                         f"{{name: array}}")
+
+    def read_inputs(self, model: Model, x_t, batch: int, vector_ok: bool):
+        """Check one step's inputs for `batch` rows. Returns ({input index: array of the
+        buffer's shape without time}, whether x_t came without its batch axis). vector_ok: a
+        (features,) input stands for batch 1."""
+        feeds = self.feeds(x_t)
+        arrays, unbatched = {}, False
+        for i in self.step_inputs:
+            spec = model._plan.inputs[i]
+            arr = _as_array(spec.name, feeds[spec.name], spec.dtype)
+            if vector_ok and batch == 1 and arr.ndim == len(spec.shape) - 2:
+                arr = arr[None]
+                unbatched = True
+            _bind(spec, arr, {plan.BATCH: batch}, drop_time=True)
+            model._check_ids(spec.name, arr)
+            arrays[i] = arr
+        return arrays, unbatched
+
+    def check_state(self, model: Model, value, batch: int) -> dict:
+        """{key: float32 (batch, width)} from a snapshot (bytes) or a dict like Stream.state;
+        InputError naming what does not fit."""
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            from . import snapshot
+            return snapshot.decode(model, value, self.state_widths, batch)
+        expected = {key: (batch, w) for key, w in self.state_widths.items()}
+        if not isinstance(value, dict) or set(value) != set(expected):
+            got = sorted(value) if isinstance(value, dict) else type(value).__name__
+            raise InputError(f"state must be a snapshot (bytes) or a dict with keys "
+                             f"{sorted(expected)}, got {got}")
+        arrays = {}
+        for key, shape in expected.items():
+            arr = _as_array(key, value[key], "float32")
+            if arr.shape != shape:
+                raise InputError(f"state {key!r}: expected shape {shape}, got {arr.shape}")
+            arrays[key] = arr
+        return arrays
+
+
+def _step_spec(model: Model) -> _StepSpec:
+    """The model's _StepSpec, made on first use (InputError when the model cannot step)."""
+    spec = model.__dict__.get("_step_spec_cache")
+    if spec is None:
+        spec = model._step_spec_cache = _StepSpec(model)
+    return spec
+
+
+class Stream:
+    """Step-by-step inference with carried state. One thread at a time: a second thread that
+    calls it while it is busy gets InputError (the stream is never left half-updated)."""
+
+    def __init__(self, model: Model, batch_size: int):
+        spec = _step_spec(model)
         if not isinstance(batch_size, int) or batch_size < 1:
             raise InputError(f"batch_size must be a positive int, got {batch_size!r}")
         self.model = model
         self.batch_size = B = batch_size
         p = model._plan
-        # Graph inputs read only as lengths or initial states: a stream has its own state and
-        # runs every row, so step() does not take them.
-        as_state = {i for op in p.ops if "rec" in op for i in op["in"][1:] if i >= 0}
-        as_data = {i for op in p.ops for k, i in enumerate(op["in"])
-                   if i >= 0 and not ("rec" in op and k > 0)}
-        state_inputs = as_state - as_data
-        self._step_inputs = [i for i, s in enumerate(p.inputs) if i not in state_inputs]
-        self._step_names = [p.inputs[i].name for i in self._step_inputs]
-        self._Ts = [1] * p.num_times
-        self._buffers = [None if i in state_inputs else np.zeros(s.concrete(B, self._Ts), s.dtype)
+        self._spec = spec
+        self._step_inputs = spec.step_inputs
+        self._step_names = spec.step_names
+        self._Ts = spec.Ts
+        self._buffers = [None if i in spec.state_inputs
+                         else np.zeros(s.concrete(B, self._Ts), s.dtype)
                          for i, s in enumerate(p.inputs)]
         self._buffers += [np.zeros(s.concrete(B, self._Ts), s.dtype)
                           for s in p.slots[len(p.inputs):]]
@@ -232,85 +332,88 @@ class Stream:
         self._work = np.empty(model._engine.work_floats(B, self._Ts, self._threads), np.float32)
         # The first output without its time axis; without its batch axis too for a
         # (features,) x_t at batch size 1.
-        axes = [d for d in p.slots[p.outputs[0]].shape if not plan.is_time(d)]
-        self._out_shape = tuple(B if d == plan.BATCH else d for d in axes)
-        self._out_shape_unbatched = tuple(d for d in axes if d != plan.BATCH)
+        self._out_shape = tuple(B if d == plan.BATCH else d for d in spec.out_axes)
+        self._out_shape_unbatched = tuple(d for d in spec.out_axes if d != plan.BATCH)
         self._lock = threading.Lock()
+
+    def _busy(self):
+        return InputError("this Stream is being used by another thread; use one Stream per "
+                          "thread (or a StreamPool, which serialises its callers)")
+
+    def _arrays(self):
+        """(key, the live state array (B, width)) for each carried state."""
+        for (name, cell, *_), h, c in zip(self.model._plan.recurrent, self._h, self._c):
+            yield f"{name}.h", h[0]
+            if cell == "lstm":
+                yield f"{name}.c", c[0]
 
     def reset(self) -> None:
         """Back to the zero state."""
-        for a in self._h + self._c:
-            a.fill(0.0)
+        if not self._lock.acquire(blocking=False):
+            raise self._busy()
+        try:
+            for a in self._h + self._c:
+                a.fill(0.0)
+        finally:
+            self._lock.release()
 
     @property
     def state(self) -> dict:
         """Copies of the carried states: {'<layer>.h': (B, S), '<layer>.c': (B, H) (lstm)}."""
-        out = {}
-        for (name, cell, *_), h, c in zip(self.model._plan.recurrent, self._h, self._c):
-            out[f"{name}.h"] = h[0].copy()
-            if cell == "lstm":
-                out[f"{name}.c"] = c[0].copy()
-        return out
+        if not self._lock.acquire(blocking=False):
+            raise self._busy()
+        try:
+            return {key: a.copy() for key, a in self._arrays()}
+        finally:
+            self._lock.release()
 
     @state.setter
-    def state(self, value: dict) -> None:
-        expected = self.state
-        if not isinstance(value, dict) or set(value) != set(expected):
-            got = sorted(value) if isinstance(value, dict) else type(value).__name__
-            raise InputError(f"state must be a dict with keys {sorted(expected)}, got {got}")
-        arrays = {}
-        for key, ref in expected.items():
-            arr = _as_array(key, value[key], "float32")
-            if arr.shape != ref.shape:
-                raise InputError(f"state {key!r}: expected shape {ref.shape}, got {arr.shape}")
-            arrays[key] = arr
-        for (name, cell, *_), h, c in zip(self.model._plan.recurrent, self._h, self._c):
-            h[0] = arrays[f"{name}.h"]
-            if cell == "lstm":
-                c[0] = arrays[f"{name}.c"]
+    def state(self, value) -> None:
+        """Set from a dict like the getter's, or from a snapshot (bytes)."""
+        arrays = self._spec.check_state(self.model, value, self.batch_size)
+        if not self._lock.acquire(blocking=False):
+            raise self._busy()
+        try:
+            for key, a in self._arrays():
+                a[...] = arrays[key]
+        finally:
+            self._lock.release()
+
+    def snapshot(self) -> bytes:
+        """The carried state as bytes (rnnrt/snapshot.py: versioned, checksummed, bound to
+        this model): `model.stream(batch_size, state=snap)` resumes it here or in another
+        process, and the resumed stream continues bit for bit as this one would."""
+        from . import snapshot
+        return snapshot.encode(self.model, self.state)
 
     def step(self, x_t, out=None) -> np.ndarray:
         """Advance one time step. x_t: (batch, features), or (features,) when batch_size is 1
         (a dict {name: array} for several inputs). Returns this step's first output."""
-        p = self.model._plan
-        if isinstance(x_t, dict):
-            feeds = _match_feeds(self._step_names, x_t)
-        elif len(self._step_names) == 1:
-            feeds = {self._step_names[0]: x_t}
-        else:
-            raise InputError("the model has several step inputs: pass a dict {name: array}")
+        arrays, unbatched = self._spec.read_inputs(self.model, x_t, self.batch_size, True)
+        shape = self._out_shape_unbatched if unbatched else self._out_shape
+        if out is not None and (not isinstance(out, np.ndarray) or out.shape != shape
+                                or out.dtype != np.float32):
+            raise InputError(f"out must be a float32 array of shape {shape}, got "
+                             f"{getattr(out, 'dtype', type(out).__name__)} "
+                             f"{getattr(out, 'shape', '')}")
         if not self._lock.acquire(blocking=False):
-            raise InputError("this Stream is being stepped by another thread; use one Stream "
-                             "per thread")
+            raise self._busy()
         try:
-            unbatched = False   # (features,) in, so (features,) out
-            for i in self._step_inputs:
-                spec = p.inputs[i]
-                arr = _as_array(spec.name, feeds[spec.name], spec.dtype)
-                if self.batch_size == 1 and arr.ndim == len(spec.shape) - 2:
-                    arr = arr[None]
-                    unbatched = True
-                _bind(spec, arr, {plan.BATCH: self.batch_size}, drop_time=True)
-                self.model._check_ids(spec.name, arr)
+            for i, arr in arrays.items():
                 self._buffers[i].reshape(arr.shape)[...] = arr
-            B = self.batch_size
-            bad = self.model._engine.run(self._buffers, B, self._Ts, self._threads,
-                                         self._work, self._h, self._c)
+            bad = self.model._engine.run(self._buffers, self.batch_size, self._Ts,
+                                         self._threads, self._work, self._h, self._c)
             if bad >= 0:
                 raise InputError("a token id is out of range of the embedding table")
-            shape = self._out_shape_unbatched if unbatched else self._out_shape
-            result = self._buffers[p.outputs[0]].reshape(shape)
+            result = self._buffers[self.model._plan.outputs[0]].reshape(shape)
             if out is None:
                 return result.copy()
-            if not isinstance(out, np.ndarray) or out.shape != shape or out.dtype != np.float32:
-                raise InputError(f"out must be a float32 array of shape {shape}, got "
-                                 f"{getattr(out, 'dtype', type(out).__name__)} "
-                                 f"{getattr(out, 'shape', '')}")
             out[...] = result
             return out
         finally:
             self._lock.release()
 
     def __reduce__(self):
-        raise TypeError("a Stream does not pickle: it holds live state; pickle the Model and "
-                        "carry Stream.state instead")
+        raise TypeError("a Stream does not pickle: it holds live state bound to this process. "
+                        "Take snap = stream.snapshot(), send snap and the Model (which pickles "
+                        "by path), and resume with model.stream(state=snap)")

@@ -42,7 +42,7 @@ ACT_CODES = {name: i for i, name in enumerate(
      "exponential", "gelu", "gelu_tanh", "mish", "hard_silu", "log_sigmoid", "tanh_shrink",
      "softmax", "log_softmax"])}
 OP_CODES = {"Recurrent": 0, "Embedding": 1, "Masking": 2, "Dense": 3, "Activation": 4,
-            "TimeStep": 5, "FeatureSlice": 6, "MergeDirections": 7}
+            "TimeStep": 5, "FeatureSlice": 6, "MergeDirections": 7, "Slice": 8, "Concat": 9}
 MERGE_CODES = {"sum": 0, "mul": 1, "ave": 2}
 
 
@@ -457,6 +457,69 @@ def _timestep(layer, tensors, read, define):
             "n_out": xs.shape[2], "index": index, "time_major": int(tm)}
 
 
+def _count(layer, dims) -> dict:
+    """How a product of symbolic dims is computed at run time: batch (0/1) x T[tsym] x mult."""
+    if sum(d == BATCH for d in dims) > 1 or sum(is_time(d) for d in dims) > 1:
+        _fail(layer, f"axes {dims} repeat batch or time")
+    times = [time_index(d) for d in dims if is_time(d)]
+    mult = 1
+    for d in dims:
+        if isinstance(d, int):
+            mult *= d
+    return {"b": int(BATCH in dims), "t": times[0] if times else -1, "mult": mult}
+
+
+def _axis(layer, shape, axis):
+    if not 0 <= axis < len(shape) or not isinstance(shape[axis], int):
+        _fail(layer, f"axis {axis} of a tensor of shape {shape} is not an axis of fixed size")
+
+
+def _axis_op(layer, shape, axis, ins, out, lens, **extra):
+    return {"in": ins, "out": [out], "tsym": -1, "rows_mult": 1, "n_in": 0, "n_out": 0,
+            "outer": _count(layer, shape[:axis]), "inner": _count(layer, shape[axis + 1:]),
+            "axis_len": lens, **extra}
+
+
+def _slice(layer, tensors, read, define):
+    axis = _attr(layer, "axis", (int,))
+    start, stop = _attr(layer, "start", (int,)), _attr(layer, "stop", (int,))
+    x_i, xs = read(layer, _attr(layer, "x", (str,)))
+    if xs.dtype != "float32":
+        _fail(layer, f"x must be float32, got {xs.dtype}")
+    _axis(layer, xs.shape, axis)
+    if not 0 <= start < stop <= xs.shape[axis]:
+        _fail(layer, f"slice {start}:{stop} out of range for an axis of {xs.shape[axis]}")
+    shape = xs.shape[:axis] + (stop - start,) + xs.shape[axis + 1:]
+    out = define(_attr(layer, "out", (str,)), shape, "float32")
+    return _axis_op(layer, xs.shape, axis, [x_i], out, [xs.shape[axis]], start=start,
+                    stop=stop)
+
+
+def _concat(layer, tensors, read, define):
+    axis = _attr(layer, "axis", (int,))
+    names = _attr(layer, "xs", (list,))
+    if not 1 <= len(names) <= ir.MAX_CONCAT_INPUTS or not all(isinstance(n, str) for n in names):
+        _fail(layer, f"takes 1 to {ir.MAX_CONCAT_INPUTS} input names, got {names!r:.100}")
+    ins, shapes = [], []
+    for name in names:
+        i, xs = read(layer, name)
+        if xs.dtype != "float32":
+            _fail(layer, f"input {name!r} must be float32, got {xs.dtype}")
+        _axis(layer, xs.shape, axis)
+        ins.append(i)
+        shapes.append(xs.shape)
+    first = shapes[0]
+    for shape in shapes[1:]:
+        if len(shape) != len(first) or shape[:axis] + shape[axis + 1:] != \
+                first[:axis] + first[axis + 1:]:
+            _fail(layer, f"inputs of shapes {shapes} differ off axis {axis}")
+    total = sum(s[axis] for s in shapes)
+    out = define(_attr(layer, "out", (str,)), first[:axis] + (total,) + first[axis + 1:],
+                 "float32")
+    return _axis_op(layer, first, axis, ins, out, [s[axis] for s in shapes])
+
+
 _BUILDERS = {"Recurrent": _recurrent, "Embedding": _embedding, "Masking": _masking,
              "Dense": _dense, "Activation": _activation, "TimeStep": _timestep,
-             "FeatureSlice": _feature_slice, "MergeDirections": _merge}
+             "FeatureSlice": _feature_slice, "MergeDirections": _merge, "Slice": _slice,
+             "Concat": _concat}

@@ -85,6 +85,15 @@ void rnnrt_feature_slice(const float *x, long rows, int n, int start, int stop, 
     }
 }
 
+void rnnrt_axis_copy(const float *x, long outer, long x_len, long inner, long start, long n,
+                     float *out, long out_len, long out_at)
+{
+    for (long o = 0; o < outer; o++) {
+        memcpy(out + (o * out_len + out_at) * inner, x + (o * x_len + start) * inner,
+               sizeof(float) * n * inner);
+    }
+}
+
 void rnnrt_merge(const float *x, long rows, int n, int parts, int mode, float *out)
 {
     int w = n / parts;

@@ -27,6 +27,11 @@ long rnnrt_plan_work_floats(const rnnrt_op *ops, int n_ops, int B, const int *T,
     return most;
 }
 
+static long axis_count(int b, int t, long mult, int B, const int *T)
+{
+    return (b ? B : 1) * (t >= 0 ? T[t] : 1) * mult;
+}
+
 #define SLOT(i) (op->in[i] < 0 ? NULL : call->slots[op->in[i]])
 #define OUT(i) (op->out[i] < 0 ? NULL : call->slots[op->out[i]])
 
@@ -96,6 +101,27 @@ void rnnrt_plan_run(const rnnrt_op *ops, int n_ops, rnnrt_call *call)
         case OP_MERGE:
             rnnrt_merge(SLOT(0), rows, op->n_in, op->parts, op->mode, OUT(0));
             break;
+        case OP_SLICE:
+        case OP_CONCAT: {
+            long outer = axis_count(op->outer_b, op->outer_t, op->outer_mult, B, call->T);
+            long inner = axis_count(op->inner_b, op->inner_t, op->inner_mult, B, call->T);
+            if (op->kind == OP_SLICE) {
+                long n = op->stop - op->start;
+                rnnrt_axis_copy(SLOT(0), outer, op->axis_len[0], inner, op->start, n, OUT(0),
+                                n, 0);
+                break;
+            }
+            long total = 0, at = 0;
+            for (int j = 0; j < RNNRT_MAX_IO && op->in[j] >= 0; j++) {
+                total += op->axis_len[j];
+            }
+            for (int j = 0; j < RNNRT_MAX_IO && op->in[j] >= 0; j++) {
+                rnnrt_axis_copy(SLOT(j), outer, op->axis_len[j], inner, 0, op->axis_len[j],
+                                OUT(0), total, at);
+                at += op->axis_len[j];
+            }
+            break;
+        }
         default:
             break;
         }

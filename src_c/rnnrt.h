@@ -77,12 +77,16 @@ void rnnrt_timestep(const float *x, int B, int T, int n, int index, int time_maj
                     float *out);
 void rnnrt_feature_slice(const float *x, long rows, int n, int start, int stop, float *out);
 void rnnrt_merge(const float *x, long rows, int n, int parts, int mode, float *out);
+/* x seen as (outer, x_len, inner): copies x[:, start:start+n, :] into out seen as
+ * (outer, out_len, inner) at out[:, out_at:out_at+n, :] (Slice, and each part of Concat). */
+void rnnrt_axis_copy(const float *x, long outer, long x_len, long inner, long start, long n,
+                     float *out, long out_len, long out_at);
 enum { MERGE_SUM = 0, MERGE_MUL = 1, MERGE_AVE = 2 };
 
 /* ---- execution plan (plan.c): one call runs every op in order ---- */
 enum rnnrt_op_kind {
     OP_RECURRENT = 0, OP_EMBEDDING, OP_MASKING, OP_DENSE, OP_ACTIVATION, OP_TIMESTEP,
-    OP_FEATURE_SLICE, OP_MERGE
+    OP_FEATURE_SLICE, OP_MERGE, OP_SLICE, OP_CONCAT
 };
 
 #define RNNRT_MAX_IO 5
@@ -101,6 +105,11 @@ typedef struct {
     float mask_value;
     int index, time_major, start, stop, parts, mode;
     int stream_state;                /* recurrent: index into the stream state arrays, or -1 */
+    /* Slice / Concat: the axes before and after the sliced axis, each a count of
+     * (batch if *_b) * (T[*_t] if *_t >= 0) * *_mult elements; axis_len per input. */
+    int outer_b, outer_t, inner_b, inner_t;
+    long outer_mult, inner_mult;
+    int axis_len[RNNRT_MAX_IO];
 } rnnrt_op;
 
 typedef struct {
@@ -114,5 +123,51 @@ typedef struct {
 
 long rnnrt_plan_work_floats(const rnnrt_op *ops, int n_ops, int B, const int *T, int nthreads);
 void rnnrt_plan_run(const rnnrt_op *ops, int n_ops, rnnrt_call *call);
+
+/* ---- stream pool (pool.c) ---- */
+/* Steps n streams of a pool at once. rows[i]: the store row of the i-th stream (valid,
+ * distinct). store_h[k] / store_c[k]: the (capacity, S) / (capacity, H) state rows of the
+ * recurrent op with stream_state k (store_c[k] is read only for an LSTM). call->state_h[k] /
+ * state_c[k] are (n, S) / (n, H) blocks the rows are gathered into; the plan then runs once
+ * with B = n (set here) and the new states are scattered back, unless a token id was out of
+ * range (call->bad_id_op >= 0), which leaves every stream as it was. */
+void rnnrt_pool_step(const rnnrt_op *ops, int n_ops, rnnrt_call *call, float *const *store_h,
+                     float *const *store_c, const int64_t *rows, int n);
+
+/* ---- generation (generate.c) ---- */
+/* xoshiro256** seeded through splitmix64: the same numbers for a seed on every platform. */
+typedef struct {
+    uint64_t s[4];
+} rnnrt_rng;
+
+void rnnrt_rng_seed(rnnrt_rng *g, uint64_t seed);
+uint64_t rnnrt_rng_next(rnnrt_rng *g);
+double rnnrt_rng_uniform(rnnrt_rng *g);     /* in [0, 1), 53 random bits */
+
+enum { GEN_TOKENS = 0, GEN_FORECAST = 1 };
+enum { RNNRT_GEN_BAD_ID = -1, RNNRT_GEN_NO_SCORE = -2 };
+
+typedef struct {
+    int mode;                        /* GEN_TOKENS or GEN_FORECAST */
+    int in_slot, out_slot;           /* the step input and the first output (B = 1, T = 1) */
+    int width;                       /* tokens: V, the output's scores; forecast: F */
+    int probs;                       /* tokens: the scores are probabilities, else logits */
+    double temperature;              /* tokens: 0 = greedy */
+    int top_k;                       /* tokens: 0 = all V */
+    int64_t stop;                    /* tokens: stop after this id; -1: never */
+    uint64_t seed;
+    const void *prompt;              /* tokens: int64 (n_prompt,); forecast: float (n_prompt, F) */
+    long n_prompt;
+    long steps;
+    void *result;                    /* tokens: int64 (steps,); forecast: float (steps, F) */
+    double *scratch;                 /* tokens: 2 * V doubles */
+    long failed_step;                /* out: the step whose scores were unusable, else -1 */
+} rnnrt_generate_args;
+
+/* Runs the prompt, then `steps` generated steps, with the stream state in call->state_h /
+ * state_c (B = 1, set here; T = 1 for every time symbol). Returns how many steps were
+ * generated (fewer than `steps` when the stop id came; it is included), RNNRT_GEN_BAD_ID when
+ * the plan met an out-of-range id, RNNRT_GEN_NO_SCORE when no token had a usable score. */
+long rnnrt_generate(const rnnrt_op *ops, int n_ops, rnnrt_call *call, rnnrt_generate_args *g);
 
 #endif

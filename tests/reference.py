@@ -178,6 +178,14 @@ class _Executor:
     def layer_FeatureSlice(self, l):
         self.put(l.out, self.env[l.x][..., l.start:l.stop])
 
+    def layer_Slice(self, l):
+        index = [slice(None)] * self.env[l.x].ndim
+        index[l.axis] = slice(l.start, l.stop)
+        self.put(l.out, self.env[l.x][tuple(index)])
+
+    def layer_Concat(self, l):
+        self.put(l.out, np.concatenate([self.env[x] for x in l.xs], axis=l.axis))
+
     def layer_MergeDirections(self, l):
         pieces = np.split(self.env[l.x], l.parts, axis=-1)
         if l.mode == "sum":

@@ -1,4 +1,5 @@
 """rnnrt's private OpenBLAS must not capture NumPy's or SciPy's BLAS, nor change its threads."""
+import os
 import subprocess
 import sys
 import textwrap
@@ -59,3 +60,14 @@ def test_numpy_and_scipy_blas_untouched(tmp_path):
     assert not r["global_sgemm"], "rnnrt's OpenBLAS symbols leaked into the global namespace"
     # Every BLAS NumPy had before rnnrt ran still has its thread count.
     assert {k: r["after"].get(k) for k in r["before"]} == r["before"]
+
+
+def test_private_openblas_kernels_are_chosen_apart_from_numpys():
+    """OPENBLAS_CORETYPE (NumPy's setting) does not reach rnnrt's OpenBLAS and stays set;
+    RNNRT_OPENBLAS_CORETYPE does reach it."""
+    code = ("import os, rnnrt._blas as b; "
+            "print(b.corename(), os.environ['OPENBLAS_CORETYPE'])")
+    env = dict(os.environ, OPENBLAS_CORETYPE="Haswell", RNNRT_OPENBLAS_CORETYPE="Sandybridge")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert out == ["Sandybridge", "Haswell"]

@@ -176,3 +176,53 @@ def test_flat_initial_state_from_h_last(direction, tmp_path):
     with pytest.raises(rnnrt.FormatError, match="h0 must be float32"):
         rnnrt.packing.save(g, tmp_path / "flat_dbh.rnnrt")
     assert not (tmp_path / "flat_dbh.rnnrt").exists()
+
+
+@st.composite
+def stacked_state_cases(draw):
+    """PyTorch's stacked-state form: one (layers*D, batch, H) initial state input sliced per
+    layer (Slice), and the layers' final states joined again (Concat), as nn.LSTM returns."""
+    rng = np.random.default_rng(draw(st.integers(0, 2 ** 16)))
+    cell = draw(st.sampled_from(["rnn", "lstm", "gru"]))
+    L, D = draw(st.integers(1, 3)), draw(st.sampled_from([1, 2]))
+    H, I = draw(st.integers(1, 5)), draw(st.integers(1, 4))
+    direction = "bidirectional" if D == 2 else "forward"
+    inputs = [ir.TensorInfo("x", (None, None, I), "float32"),
+              ir.TensorInfo("h0", (L * D, None, H), "float32")]
+    if cell == "lstm":
+        inputs.append(ir.TensorInfo("c0", (L * D, None, H), "float32"))
+    layers, x, size, outs = [], "x", I, {"h": [], "c": []}
+    for l in range(L):
+        states = {}
+        for s in (["h", "c"] if cell == "lstm" else ["h"]):
+            layers.append(ir.Slice(f"{s}0_{l}", x=f"{s}0", out=f"{s}0_{l}", axis=0,
+                                   start=l * D, stop=(l + 1) * D))
+            states[f"{s}0"] = f"{s}0_{l}"
+            states[f"{s}_n"] = f"{s}n_{l}"
+            outs[s].append(f"{s}n_{l}")
+        layers.append(make_recurrent(f"layer{l}", cell, direction, H, size, rng, x=x,
+                                     y=f"y{l}", time_major=True, y_layout="tbf", **states))
+        x, size = f"y{l}", D * H
+    outputs = [x]
+    for s, names in outs.items():
+        if names:
+            layers.append(ir.Concat(f"{s}_n", xs=names, out=f"{s}_n", axis=0))
+            outputs.append(f"{s}_n")
+    graph = ir.Graph(inputs, layers, outputs)
+    B, T = draw(st.integers(1, 4)), draw(st.integers(1, 5))
+    feeds = {"x": rng.uniform(-1, 1, (T, B, I)).astype(np.float32)}
+    for name in ("h0", "c0")[:len(inputs) - 1]:
+        feeds[name] = rng.uniform(-1, 1, (L * D, B, H)).astype(np.float32)
+    return graph, feeds
+
+
+@SETTINGS
+@given(case=stacked_state_cases(), num_threads=st.sampled_from([1, 2]))
+def test_slice_and_concat_of_stacked_states(case, num_threads, tmp_path):
+    graph, feeds = case
+    want, peak = run_reference_traced(graph, feeds)
+    path = rnnrt.packing.save(graph, tmp_path / f"{uuid.uuid4().hex}.rnnrt")
+    got = rnnrt.load(path, num_threads=num_threads).run(feeds)
+    assert_outputs_close(got, want, float32_tolerance(peak))
+    # h_n comes back stacked like h0: (layers * directions, batch, hidden).
+    assert got[1].shape == feeds["h0"].shape

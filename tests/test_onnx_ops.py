@@ -227,10 +227,8 @@ def _close(got, want, what):
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5 * scale, err_msg=what)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(case=node_cases())
-def test_matches_onnxruntime_and_spec(case, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("node")
+def _converted_and_run(case, tmp):
+    """Build the case, convert and run it, and check rnnrt against the spec oracle."""
     model, weights, feeds = _make(case)
     spec = _spec(case, weights, feeds)
     # Unbounded activations (Affine, Relu, Softplus ...) can grow a state without bound;
@@ -238,6 +236,13 @@ def test_matches_onnxruntime_and_spec(case, tmp_path_factory):
     assume(max(float(np.max(np.abs(s))) for s in spec) < 50)
     got = convert_model(model, tmp).run(feeds)
     _close(got, spec, "rnnrt vs the ONNX spec")
+    return model, weights, feeds, got
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=node_cases())
+def test_matches_onnxruntime_and_spec(case, tmp_path_factory):
+    model, weights, feeds, got = _converted_and_run(case, tmp_path_factory.mktemp("node"))
     ort_out = run_ort(model, feeds)
     lstm_clip = case["op"] == "LSTM" and "clip" in case["attrs"]
     if not lstm_clip:
@@ -255,12 +260,7 @@ def test_layout_1(case, tmp_path_factory):
     """onnxruntime refuses layout=1: compare with the spec, with onnxruntime on the same model
     in layout 0 (inputs and outputs transposed), and with the ONNX reference evaluator where
     it implements the case (default activations, no clip)."""
-    tmp = tmp_path_factory.mktemp("layout1")
-    model, weights, feeds = _make(case)
-    spec = _spec(case, weights, feeds)
-    assume(max(float(np.max(np.abs(s))) for s in spec) < 50)
-    got = convert_model(model, tmp).run(feeds)
-    _close(got, spec, "rnnrt vs the ONNX spec")
+    model, weights, feeds, got = _converted_and_run(case, tmp_path_factory.mktemp("layout1"))
 
     case0 = dict(case, layout=0, opset=14)
     model0, _, _ = _make(dict(case0))
@@ -337,15 +337,27 @@ def _save(model, tmp_path, name="bad"):
 
 
 def test_unsupported_op_names_op_node_and_supported_set(tmp_path):
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", "t", 3])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", "t", 3])
-    node = helper.make_node("Sin", ["x"], ["y"], name="my_sin")
-    model = helper.make_model(helper.make_graph([node], "g", [x], [y]),
-                              opset_imports=[helper.make_opsetid("", 17)])
+    rng = np.random.default_rng(5)
+    model = build_node_model("LSTM", I=3, H=2, direction="forward", outputs=("Y",),
+                             weights=random_weights(rng, "LSTM", 1, 3, 2))
+    g = model.graph
+    g.node.append(helper.make_node("Sin", ["Y"], ["Z"], name="my_sin"))
+    del g.output[:]
+    g.output.append(helper.make_tensor_value_info("Z", TensorProto.FLOAT, None))
     with pytest.raises(UnsupportedModelError) as e:
         rnnrt.convert(_save(model, tmp_path), tmp_path / "o.rnnrt")
     msg = str(e.value)
     assert "Sin" in msg and "my_sin" in msg and "LSTM" in msg and "supported" in msg
+
+
+def test_graph_without_a_recurrent_op_is_refused(tmp_path):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", "t", 3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", "t", 3])
+    node = helper.make_node("Tanh", ["x"], ["y"])
+    model = helper.make_model(helper.make_graph([node], "g", [x], [y]),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(UnsupportedModelError, match="no RNN, LSTM or GRU"):
+        rnnrt.convert(_save(model, tmp_path), tmp_path / "o.rnnrt")
 
 
 def test_weight_given_as_unbound_input_says_how_to_bind(tmp_path):

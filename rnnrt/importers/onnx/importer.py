@@ -65,10 +65,11 @@ class GraphInput(Tensor):
 
 
 def claim(axis: Axis, kind: str, size: int | None = None, what: str = "") -> None:
-    """Say what an axis is: batch 'B', time 'T', directions 'D' or features 'F' (with size)."""
+    """Say what an axis is: batch 'B', time 'T', directions 'D', features 'F', or another axis
+    of fixed size 'S' (stacked layers' states)."""
     if axis.kind == "?":
         declared = axis.declared
-        if kind in "DF":
+        if kind in "DFS":
             if declared is not None and size is not None and declared != size:
                 raise UnsupportedModelError(f"{what}: axis has size {declared}, expected {size}")
             axis.size = size if size is not None else declared
@@ -78,7 +79,7 @@ def claim(axis: Axis, kind: str, size: int | None = None, what: str = "") -> Non
         return
     if axis.kind != kind or (size is not None and axis.size != size):
         expect = {"B": "the batch", "T": "the time", "D": "the directions",
-                  "F": "the features"}[kind]
+                  "F": "the features", "S": "a fixed-size"}[kind]
         raise UnsupportedModelError(f"{what}: expected {expect} axis"
                                     f"{'' if size is None else f' of size {size}'}, got "
                                     f"{axis!r}")
@@ -154,6 +155,12 @@ class Importer:
             if g.node[i].op_type in ("Loop", "Scan"):
                 from .ops import refuse_loop
                 refuse_loop(g.node[i], i)
+        if not any(g.node[i].op_type in ("RNN", "LSTM", "GRU") for i in live):
+            raise UnsupportedModelError(
+                "the graph has no RNN, LSTM or GRU operator. torch.onnx.export(dynamo=True) "
+                "unrolls nn.RNN into per-step arithmetic for one fixed sequence length; export "
+                "with dynamo=False (which writes an RNN operator), or convert the PyTorch "
+                "weights with a spec (rnnrt.convert(state.npz, dst, spec=...))")
         self._readers = {}
         for i in live:
             for n in g.node[i].input:

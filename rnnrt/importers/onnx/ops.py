@@ -22,7 +22,10 @@ def attributes(node) -> dict:
     out = {}
     for a in node.attribute:
         v = helper.get_attribute_value(a)
-        if isinstance(v, bytes):
+        if a.type == a.TENSOR:
+            from onnx import numpy_helper
+            v = numpy_helper.to_array(v)
+        elif isinstance(v, bytes):
             v = v.decode("utf-8", "replace")
         elif isinstance(v, list) and v and isinstance(v[0], bytes):
             v = [x.decode("utf-8", "replace") for x in v]
@@ -170,6 +173,8 @@ def _slice_one(imp, node, where, x, axis, start, end, step):
     if a is not None and a.kind == "T":
         index = _one_index(start, end, where)
         return _timestep(imp, node, where, x, axis, index, keep_axis=True)
+    if a is not None and a.kind == "?" and a.declared is not None:
+        _static_axis(x, axis, where)     # a graph input's fixed-size axis (stacked states)
     size = shapes.dims_of((group,))[0]
     if not isinstance(size, int):
         raise UnsupportedModelError(f"{where}: Slice along a run-time axis {group}")
@@ -182,9 +187,43 @@ def _slice_one(imp, node, where, x, axis, start, end, step):
         return _direction(imp, node, where, x, axis, lo, keep_axis=True)
     if axis == len(x.view) - 1:
         return _feature_slice(imp, node, where, x, lo, hi)
-    raise UnsupportedModelError(f"{where}: Slice along axis {axis} ({group}) is not supported; "
-                                f"rnnrt slices the time axis (one step), a directions axis, or "
-                                f"the feature axis")
+    return _axis_slice(imp, node, where, x, axis, lo, hi)
+
+
+def _static_axis(x, axis, where):
+    """The one axis of fixed size behind view axis `axis` (claimed as such if still open)."""
+    axes = list(x.view[axis])
+    if len(axes) > 1:
+        axes = [a for a in axes if a.size != 1 or a.kind == "?"]
+    if len(axes) != 1 or (axes[0].kind == "?" and axes[0].declared is None) or \
+            axes[0].kind in "BT":
+        raise UnsupportedModelError(f"{where}: axis {axis} ({x.view[axis]}) is not one axis of "
+                                    f"fixed size")
+    a = axes[0]
+    if a.kind == "?":
+        claim(a, "S", a.declared, what=where)
+    return a
+
+
+def _layout_axis(t, a, where):
+    for i, g in enumerate(t.layout):
+        if a in g and all(o is a or o.size == 1 for o in g):
+            return i
+    raise UnsupportedModelError(f"{where}: the sliced axis is merged with others")
+
+
+def _axis_slice(imp, node, where, x, axis, lo, hi):
+    """A slice of a fixed-size axis that is not the last (a stacked state's layers)."""
+    a = _static_axis(x, axis, where)
+    t = imp.materialize(x, "exact")
+    i = _layout_axis(t, a, where)
+    out = imp.fresh(node.output[0])
+    layer = ir.Slice(imp.fresh(node.name or "slice"), x=t.name, out=out, axis=i, start=lo,
+                     stop=hi)
+    imp.add(layer)
+    new = Axis("?", declared=hi - lo)
+    swap = lambda groups, at: tuple((new,) if k == at else g for k, g in enumerate(groups))
+    return Seq(_new(out, swap(t.layout, i), layer=layer), swap(x.view, axis))
 
 
 def _one_index(start, end, where):
@@ -398,9 +437,35 @@ def concat(imp, node, where, ins, attrs):
                     for v in ins):
             view = ins[0].view[:-1] + ((first.D, first.F),)
             return [replace(ins[0], source=first.source, view=view)]
-    raise UnsupportedModelError(f"{where}: Concat of run-time tensors is supported for the "
-                                f"directions of one recurrent output, in order, on the "
-                                f"feature axis")
+    return _axis_concat(imp, node, where, ins, axis)
+
+
+def _axis_concat(imp, node, where, ins, axis):
+    """Concat along a fixed-size axis (the final states of stacked layers)."""
+    if any(v.reversed for v in ins) or len({len(v.view) for v in ins}) != 1:
+        raise UnsupportedModelError(f"{where}: Concat of tensors of different ranks")
+    tensors, sizes = [], []
+    for v in ins:
+        a = _static_axis(v, axis, where)
+        t = imp.materialize(v, "exact")
+        if _layout_axis(t, a, where) != axis:
+            raise UnsupportedModelError(f"{where}: Concat of tensors laid out differently")
+        tensors.append(t.name)
+        sizes.append(a.size)
+    while len(tensors) > ir.MAX_CONCAT_INPUTS:   # the engine joins a few at a time
+        head = imp.fresh(f"{node.output[0]}_part")
+        k = ir.MAX_CONCAT_INPUTS
+        imp.add(ir.Concat(imp.fresh(node.name or "concat"), xs=tensors[:k], out=head,
+                          axis=axis))
+        tensors = [head] + tensors[k:]
+    out = node.output[0]
+    layer = ir.Concat(imp.fresh(node.name or "concat"), xs=tensors, out=out, axis=axis)
+    imp.add(layer)
+    new = (Axis("S", sum(sizes)),)
+    first = imp.materialize(ins[0], "exact")
+    layout = tuple(new if k == axis else g for k, g in enumerate(first.layout))
+    view = tuple(new if k == axis else g for k, g in enumerate(ins[0].view))
+    return [Seq(_new(out, layout, layer=layer), view)]
 
 
 def reverse_sequence(imp, node, where, ins, attrs):

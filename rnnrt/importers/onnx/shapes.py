@@ -58,12 +58,28 @@ def gather(imp, node, where, ins, attrs):
 
 
 def slice_(imp, node, where, ins, attrs):
-    entries = items(ins[0], where)
     starts, ends, axes, steps = _slice_args(ins, attrs, where)
+    if isinstance(ins[0], Fill):
+        return [_slice_fill(ins[0], starts, ends, axes, steps, where)]
+    entries = items(ins[0], where)
     if axes not in (None, [0]) or len(starts) != 1:
         raise UnsupportedModelError(f"{where}: Slice of a shape must be along axis 0")
     step = steps[0] if steps else 1
     return [_sym(entries[slice(starts[0], ends[0], step)])]
+
+
+def _slice_fill(v, starts, ends, axes, steps, where):
+    dims = list(v.dims)
+    axes = axes if axes is not None else list(range(len(starts)))
+    for start, end, axis, step in zip(starts, ends, axes, steps or [1] * len(starts)):
+        d = dims[axis % len(dims)]
+        if isinstance(d, Axis):
+            lo, hi, _ = slice(start, end).indices(2 ** 62)
+            if (lo, hi, step) != (0, 2 ** 62, 1) and end < 2 ** 31 - 1:
+                raise UnsupportedModelError(f"{where}: Slice of a run-time axis")
+            continue
+        dims[axis % len(dims)] = len(range(*slice(start, end, step).indices(d)))
+    return Fill(v.value, tuple(dims))
 
 
 def _slice_args(ins, attrs, where):

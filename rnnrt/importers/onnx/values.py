@@ -133,8 +133,29 @@ def _mul(a, b):
 def reshape_view(view, target, allowzero: bool = False):
     """The view after Reshape(target): target entries are ints (0 copies an input axis
     unless allowzero, -1 infers) or dynamic Axis objects (sizes read with Shape()).
-    Raises UnsupportedModelError when the reshape does not regroup whole axes in order."""
-    target = list(target)
+    Raises UnsupportedModelError when the reshape does not regroup whole axes in order.
+
+    Exporters write the example input's sizes into reshape targets (torch's dynamo exporter
+    does for the time axis of batch_first=False models). So a fixed size where the tensor
+    has a batch or time axis declared with that size stands for the axis; and when the
+    target fits no other way, a fixed size where it has an undeclared one does too."""
+    def at_axis(declared_ok):
+        out = list(target)
+        for i, d in enumerate(out):
+            if isinstance(d, int) and d > 1 and i < len(view) and len(view[i]) == 1 and \
+                    view[i][0].dynamic and declared_ok(view[i][0].declared, d):
+                out[i] = view[i][0]
+        return out
+    try:
+        return _reshape(view, at_axis(lambda declared, d: declared == d), allowzero)
+    except UnsupportedModelError:
+        loose = at_axis(lambda declared, d: declared is None)
+        if loose == list(target):
+            raise
+        return _reshape(view, loose, allowzero)
+
+
+def _reshape(view, target, allowzero):
     sigs, infer = [], None
     for i, d in enumerate(target):
         if isinstance(d, Axis):

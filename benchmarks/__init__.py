@@ -1,0 +1,1 @@
+"""Benchmarks of rnnrt against onnxruntime and PyTorch (see compare.py)."""
