@@ -161,7 +161,7 @@ def generate(model: Model, prompt, steps, *, temperature=0.0, top_k=None, seed=N
         result = np.empty((steps, fb.width), np.float32)
 
     spec = _step_spec(model)
-    buffers = [None if i in spec.state_inputs else np.zeros(s.concrete(1, spec.Ts), s.dtype)
+    buffers = [None if i in spec.unbuffered else np.zeros(s.concrete(1, spec.Ts), s.dtype)
                for i, s in enumerate(p.slots)]
     states_h = [np.zeros((1, 1, S), np.float32) for (_, _, _, H, S, _) in p.recurrent]
     states_c = [np.zeros((1, 1, H), np.float32) for (_, _, _, H, S, _) in p.recurrent]

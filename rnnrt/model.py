@@ -215,6 +215,32 @@ def _load_for_pickle(path, num_threads, verify, fingerprint=None):
                       expect_fingerprint=fingerprint)
 
 
+def _state_slots(p) -> set:
+    """Graph inputs that only ever feed recurrent initial states or lengths, directly or
+    through Slice / Concat layers (PyTorch's stacked (layers*directions, batch, H) state
+    inputs), and the slots those layers make of them."""
+    passing = (plan.OP_CODES["Slice"], plan.OP_CODES["Concat"])
+    from_inputs = set(range(len(p.inputs)))
+    for op in p.ops:
+        if op["kind"] in passing and all(i in from_inputs for i in op["in"] if i >= 0):
+            from_inputs.add(op["out"][0])
+    readers = {}
+    for op in p.ops:
+        for k, i in enumerate(op["in"]):
+            if i >= 0:
+                readers.setdefault(i, []).append((op, k))
+    outputs = set(p.outputs)
+    state = set()
+    for i in range(len(p.slots) - 1, -1, -1):     # readers are defined after what they read
+        rs = readers.get(i)
+        if not rs or i in outputs or i not in from_inputs:
+            continue
+        if all(("rec" in op and k > 0) or (op["kind"] in passing and op["out"][0] in state)
+               for op, k in rs):
+            state.add(i)
+    return state
+
+
 class _StepSpec:
     """How a model steps, worked out once per model and shared by Stream, StreamPool and
     Model.generate: refuses a model that cannot be stepped, knows which inputs a step takes,
@@ -227,19 +253,20 @@ class _StepSpec:
                 raise InputError(f"recurrent layer {name!r} is {direction}: step() needs "
                                  f"forward-only layers (a {direction} layer reads the future)")
         n_inputs = len(p.inputs)
+        state_slots = _state_slots(p)
         for op, (name, *_) in zip((o for o in p.ops if "rec" in o), p.recurrent):
-            if any(i >= n_inputs for i in op["in"][3:5]):
+            if any(i >= n_inputs and i not in state_slots for i in op["in"][3:5]):
                 raise InputError(f"recurrent layer {name!r} starts from a state another layer "
                                  f"computes at the end of the sequence: it cannot be stepped")
         if any(index != -1 for index, _ in model._time_indices):
             raise InputError("the model reads a fixed time step other than the last one: a "
                              "stream only knows the steps so far")
         # Graph inputs read only as lengths or initial states: a stream has its own state and
-        # runs every row, so step() does not take them.
-        as_state = {i for op in p.ops if "rec" in op for i in op["in"][1:] if 0 <= i < n_inputs}
-        as_data = {i for op in p.ops for k, i in enumerate(op["in"])
-                   if i >= 0 and not ("rec" in op and k > 0)}
-        self.state_inputs = as_state - as_data
+        # runs every row, so step() does not take them. Those a Slice reads (a stacked state
+        # split per layer) still get a buffer, of zeros, for that Slice to read.
+        self.state_inputs = {i for i in state_slots if i < n_inputs}
+        read_as_data = {i for op in p.ops if "rec" not in op for i in op["in"] if i >= 0}
+        self.unbuffered = self.state_inputs - read_as_data
         self.step_inputs = [i for i, s in enumerate(p.inputs) if i not in self.state_inputs]
         self.step_names = [p.inputs[i].name for i in self.step_inputs]
         self.Ts = [1] * p.num_times
@@ -321,7 +348,7 @@ class Stream:
         self._step_inputs = spec.step_inputs
         self._step_names = spec.step_names
         self._Ts = spec.Ts
-        self._buffers = [None if i in spec.state_inputs
+        self._buffers = [None if i in spec.unbuffered
                          else np.zeros(s.concrete(B, self._Ts), s.dtype)
                          for i, s in enumerate(p.inputs)]
         self._buffers += [np.zeros(s.concrete(B, self._Ts), s.dtype)

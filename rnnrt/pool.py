@@ -84,7 +84,7 @@ class StreamPool:
         # the first n rows' worth of each.
         self._block_h = [np.empty_like(a) for a in self._store_h]
         self._block_c = [None if a is None else np.empty_like(a) for a in self._store_c]
-        self._flat = [None if i in self._spec.state_inputs else np.zeros(capacity * n, s.dtype)
+        self._flat = [None if i in self._spec.unbuffered else np.zeros(capacity * n, s.dtype)
                       for i, (s, n) in enumerate(zip(p.slots, self._per_row))]
         self._views = (0, None)
         self._work = np.empty(0, np.float32)

@@ -77,6 +77,9 @@ def claim(axis: Axis, kind: str, size: int | None = None, what: str = "") -> Non
         return
     if axis.kind == "U" and kind in "DF" and size == 1:
         return
+    if axis.kind == "S" and kind in "DF" and size in (None, axis.size):
+        axis.kind = kind     # a fixed-size axis (a slice of stacked states) found its role
+        return
     if axis.kind != kind or (size is not None and axis.size != size):
         expect = {"B": "the batch", "T": "the time", "D": "the directions",
                   "F": "the features", "S": "a fixed-size"}[kind]

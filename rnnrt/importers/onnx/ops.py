@@ -214,6 +214,10 @@ def _layout_axis(t, a, where):
 
 def _axis_slice(imp, node, where, x, axis, lo, hi):
     """A slice of a fixed-size axis that is not the last (a stacked state's layers)."""
+    if isinstance(x.source, PendingConcat) and x.source.axis == axis:
+        part = x.source.part(lo, hi)
+        if part is not None:
+            return part
     a = _static_axis(x, axis, where)
     t = imp.materialize(x, "exact")
     i = _layout_axis(t, a, where)
@@ -221,7 +225,7 @@ def _axis_slice(imp, node, where, x, axis, lo, hi):
     layer = ir.Slice(imp.fresh(node.name or "slice"), x=t.name, out=out, axis=i, start=lo,
                      stop=hi)
     imp.add(layer)
-    new = Axis("?", declared=hi - lo)
+    new = Axis("S", hi - lo)
     swap = lambda groups, at: tuple((new,) if k == at else g for k, g in enumerate(groups))
     return Seq(_new(out, swap(t.layout, i), layer=layer), swap(x.view, axis))
 
@@ -319,6 +323,18 @@ def gather(imp, node, where, ins, attrs):
         return [_direction(imp, node, where, data, axis, index % a.size, keep_axis=False)]
     if a is None and index in (0, -1):   # an axis of size 1
         return [replace(data, view=data.view[:axis] + data.view[axis + 1:])]
+    if isinstance(data.source, PendingConcat) and data.source.axis == axis:
+        size = sum(data.source.sizes)
+        part = data.source.part(index % size, index % size + 1) if -size <= index < size \
+            else None
+        if part is not None:
+            return [replace(part, view=part.view[:axis] + part.view[axis + 1:])]
+    if a is not None and (a.kind == "S" or (a.kind == "?" and a.declared is not None)):
+        size = _static_axis(data, axis, where).size
+        if not -size <= index < size:
+            raise UnsupportedModelError(f"{where}: index {index} out of range for {size}")
+        one = _axis_slice(imp, node, where, data, axis, index % size, index % size + 1)
+        return [replace(one, view=one.view[:axis] + one.view[axis + 1:])]
     raise UnsupportedModelError(f"{where}: Gather along axis {axis} ({data.view[axis]})")
 
 
@@ -441,31 +457,57 @@ def concat(imp, node, where, ins, attrs):
 
 
 def _axis_concat(imp, node, where, ins, axis):
-    """Concat along a fixed-size axis (the final states of stacked layers)."""
+    """Concat along a fixed-size axis (the final states of stacked layers), pending: a
+    reader taking one part back (h_n[-1]) gets that part itself."""
     if any(v.reversed for v in ins) or len({len(v.view) for v in ins}) != 1:
         raise UnsupportedModelError(f"{where}: Concat of tensors of different ranks")
-    tensors, sizes = [], []
-    for v in ins:
-        a = _static_axis(v, axis, where)
-        t = imp.materialize(v, "exact")
-        if _layout_axis(t, a, where) != axis:
-            raise UnsupportedModelError(f"{where}: Concat of tensors laid out differently")
-        tensors.append(t.name)
-        sizes.append(a.size)
-    while len(tensors) > ir.MAX_CONCAT_INPUTS:   # the engine joins a few at a time
-        head = imp.fresh(f"{node.output[0]}_part")
-        k = ir.MAX_CONCAT_INPUTS
-        imp.add(ir.Concat(imp.fresh(node.name or "concat"), xs=tensors[:k], out=head,
-                          axis=axis))
-        tensors = [head] + tensors[k:]
-    out = node.output[0]
-    layer = ir.Concat(imp.fresh(node.name or "concat"), xs=tensors, out=out, axis=axis)
-    imp.add(layer)
-    new = (Axis("S", sum(sizes)),)
-    first = imp.materialize(ins[0], "exact")
-    layout = tuple(new if k == axis else g for k, g in enumerate(first.layout))
-    view = tuple(new if k == axis else g for k, g in enumerate(ins[0].view))
-    return [Seq(_new(out, layout, layer=layer), view)]
+    sizes = [_static_axis(v, axis, where).size for v in ins]
+    pending = PendingConcat(ins, axis, sizes, node.output[0], node.name)
+    view = tuple(pending.joined if k == axis else g for k, g in enumerate(ins[0].view))
+    return [Seq(pending, view)]
+
+
+class PendingConcat:
+    """Parts joined along one axis; the IR Concat is made when the whole is read."""
+
+    def __init__(self, parts, axis, sizes, out, base):
+        self.parts, self.axis, self.sizes, self.out, self.base = parts, axis, sizes, out, base
+        self.joined = (Axis("S", sum(sizes)),)
+        self.tensor = None
+
+    def part(self, lo, hi):
+        """The part that is exactly [lo, hi) of the joined axis, or None."""
+        at = 0
+        for p, n in zip(self.parts, self.sizes):
+            if (at, at + n) == (lo, hi):
+                return p
+            at += n
+        return None
+
+    def materialize(self, imp, view, mode):
+        if self.tensor is None:
+            names = []
+            for v in self.parts:
+                t = imp.materialize(v, "exact")
+                if _layout_axis(t, _static_axis(v, self.axis, self.base), self.base) != \
+                        self.axis:
+                    raise UnsupportedModelError(f"{self.base}: Concat of tensors laid out "
+                                                f"differently")
+                names.append(t.name)
+            while len(names) > ir.MAX_CONCAT_INPUTS:   # the engine joins a few at a time
+                head = imp.fresh(f"{self.out}_part")
+                k = ir.MAX_CONCAT_INPUTS
+                imp.add(ir.Concat(imp.fresh(self.base or "concat"), xs=names[:k], out=head,
+                                  axis=self.axis))
+                names = [head] + names[k:]
+            layer = ir.Concat(imp.fresh(self.base or "concat"), xs=names, out=self.out,
+                              axis=self.axis)
+            imp.add(layer)
+            first = imp.materialize(self.parts[0], "exact")
+            layout = tuple(self.joined if k == self.axis else g
+                           for k, g in enumerate(first.layout))
+            self.tensor = _new(self.out, layout, layer=layer)
+        return self.tensor.materialize(imp, view, mode)
 
 
 def reverse_sequence(imp, node, where, ins, attrs):

@@ -300,7 +300,7 @@ def _initial_state(imp, value, view, where, key):
         raise UnsupportedModelError(f"{where}: {what} must have rank 3, got {len(value.view)}")
     for got, (want,) in zip(value.view, view):
         for a in got:
-            if a.kind == "?":
+            if a.kind in "?S":
                 claim(a, want.kind, want.size, what=f"{where}: {what}")
     D, B, F = (g[0] for g in sorted(view, key=lambda g: "DBF".index(g[0].kind)))
     tensor = imp.materialize(value, "exact")
