@@ -39,6 +39,9 @@ class OpenBlas:
     """The scipy-openblas32 library rnnrt's engine links against (symbols prefixed scipy_)."""
 
     def __init__(self):
+        # Loaded the way rnnrt loads it (rnnrt/_blas.py: OpenBLAS picks its own kernels),
+        # so that what is measured here is what rnnrt runs on.
+        from rnnrt import _blas  # noqa: F401
         spec = importlib.util.find_spec("scipy_openblas32")
         if spec is None or not spec.submodule_search_locations:
             raise RuntimeError("scipy-openblas32 is not installed (rnnrt needs it)")

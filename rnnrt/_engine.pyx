@@ -2,6 +2,7 @@
 """Thin typed layer over src_c/: holds a model's C ops and runs them in one nogil call."""
 
 from libc.stdlib cimport calloc, free, malloc
+from libc.string cimport memcpy
 from libc.stdint cimport int32_t, int64_t, uint8_t
 
 cimport numpy as cnp
@@ -331,3 +332,52 @@ cdef class Engine:
             free(call.state_h)
             free(call.state_c)
         return made, g.failed_step
+
+
+cdef class Stepper:
+    """A stream's one-step call with everything bound once: its buffers, states and
+    workspace. `step` is the fast path of Stream.step for a model with one float input: the
+    caller has checked the arrays' type, shape and contiguity; here the row is copied in, the
+    plan runs (GIL released) and the first output is copied out, with no allocation."""
+    cdef Engine engine
+    cdef rnnrt_call call
+    cdef int T[RNNRT_MAX_TIMES]
+    cdef list keep
+    cdef float *x
+    cdef const float *y
+    cdef Py_ssize_t nx, ny
+
+    def __cinit__(self, Engine engine, list buffers, int B, Ts, int nthreads,
+                  cnp.ndarray work, list states_h, list states_c, int in_slot, int out_slot):
+        self.engine = engine
+        self.keep = [buffers, work, states_h, states_c]
+        fill_times(self.T, Ts)
+        self.call.slots = NULL
+        self.call.state_h = NULL
+        self.call.state_c = NULL
+        self.call.slots = slot_array(buffers)
+        self.call.state_h = float_ptr_array(states_h)
+        self.call.state_c = float_ptr_array(states_c)
+        self.call.B, self.call.T, self.call.nthreads = B, self.T, nthreads
+        self.call.work = <float *>cnp.PyArray_DATA(work)
+        self.x = <float *>self.call.slots[in_slot]
+        self.y = <const float *>self.call.slots[out_slot]
+        self.nx = (<cnp.ndarray>buffers[in_slot]).size
+        self.ny = (<cnp.ndarray>buffers[out_slot]).size
+
+    def __dealloc__(self):
+        free(self.call.slots)
+        free(self.call.state_h)
+        free(self.call.state_c)
+
+    def step(self, cnp.ndarray x, cnp.ndarray out):
+        """x: float32, C-contiguous, nx values; out: float32, C-contiguous, ny values."""
+        if x.size != self.nx or out.size != self.ny:
+            raise ValueError("step arrays of the wrong size")
+        cdef const float *xs = <const float *>cnp.PyArray_DATA(x)
+        cdef float *os = <float *>cnp.PyArray_DATA(out)
+        with nogil:
+            memcpy(self.x, xs, self.nx * sizeof(float))
+            rnnrt_plan_run(self.engine.ops, self.engine.n_ops, &self.call)
+            memcpy(os, self.y, self.ny * sizeof(float))
+        return out

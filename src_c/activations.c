@@ -9,7 +9,7 @@
 #include "rnnrt.h"
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define DISPATCH __attribute__((target_clones("avx512f", "avx2", "default")))
+#define DISPATCH __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define DISPATCH
 #endif
