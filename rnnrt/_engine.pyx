@@ -28,6 +28,9 @@ cdef extern from "rnnrt.h" nogil:
         const float *rbh
         const float *P
         const float *Projt
+        const float *h0v
+        const float *c0v
+        const int32_t *lensv
 
     ctypedef struct rnnrt_op:
         int kind
@@ -206,8 +209,8 @@ cdef class Engine:
                 for d in range(2):
                     for j in range(3):
                         set_act(&op.rec.act[d][j], tuple(r["acts"][d][j]))
-                for key in ("Wt", "Rt", "b", "rbh", "P", "Projt"):
-                    if r[key] is not None:
+                for key in ("Wt", "Rt", "b", "rbh", "P", "Projt", "h0v", "c0v", "lensv"):
+                    if r.get(key) is not None:
                         self.keep.append(r[key])
                 op.rec.Wt = fptr(r["Wt"])
                 op.rec.Rt = fptr(r["Rt"])
@@ -215,6 +218,10 @@ cdef class Engine:
                 op.rec.rbh = fptr(r["rbh"])
                 op.rec.P = fptr(r["P"])
                 op.rec.Projt = fptr(r["Projt"])
+                op.rec.h0v = fptr(r.get("h0v"))
+                op.rec.c0v = fptr(r.get("c0v"))
+                op.rec.lensv = <const int32_t *>cnp.PyArray_DATA(r["lensv"]) \
+                    if r.get("lensv") is not None else NULL
 
     def __dealloc__(self):
         free(self.ops)

@@ -163,8 +163,11 @@ def generate(model: Model, prompt, steps, *, temperature=0.0, top_k=None, seed=N
     spec = _step_spec(model)
     buffers = [None if i in spec.unbuffered else np.zeros(s.concrete(1, spec.Ts), s.dtype)
                for i, s in enumerate(p.slots)]
-    states_h = [np.zeros((1, 1, S), np.float32) for (_, _, _, H, S, _) in p.recurrent]
-    states_c = [np.zeros((1, 1, H), np.float32) for (_, _, _, H, S, _) in p.recurrent]
+    # One sequence, from the model's initial state (zeros, or its constant one).
+    states_h = [spec.start_state(f"{name}.h", 1)[None].copy() for name, *_ in p.recurrent]
+    states_c = [spec.start_state(f"{name}.c", 1)[None].copy() if cell == "lstm"
+                else np.zeros((1, 1, H), np.float32)
+                for name, cell, D, H, S, _ in p.recurrent]
     work = np.empty(model._engine.work_floats(1, spec.Ts, 1), np.float32)
     scratch = np.empty(2 * fb.width if fb.mode == "tokens" else 1, np.float64)
     made, failed = model._engine.generate(

@@ -220,8 +220,13 @@ class Recurrent(_Layer):
     c_n: str | None = None
     h_last: str | None = None
     c_last: str | None = None
+    # Constant initial states / lengths (an ONNX initializer), used where h0 / c0 /
+    # seq_lens name no tensor. They fix the batch size, as they do in the source.
+    h0_value: np.ndarray | None = None       # state layout: (D, B0, S) or (B0, D, S)
+    c0_value: np.ndarray | None = None       # (D, B0, H) or (B0, D, H)
+    seq_lens_value: np.ndarray | None = None  # (B0,) integers
     kind = "Recurrent"
-    PARAMS = ("W", "R", "Wb", "Rb", "P", "Proj")
+    PARAMS = ("W", "R", "Wb", "Rb", "P", "Proj", "h0_value", "c0_value", "seq_lens_value")
 
     @property
     def num_directions(self) -> int:
@@ -272,6 +277,26 @@ class Recurrent(_Layer):
         _check(not (self.output_order == "step" and self.direction != "reverse"), self,
                "output_order 'step' applies only to a reverse direction")
         _check(bool(self.outputs()), self, "a recurrent layer must produce an output")
+        batches = set()
+        for key, tensor, width in (("h0", self.h0, S), ("c0", self.c0, H)):
+            value = getattr(self, f"{key}_value")
+            if value is None:
+                continue
+            _check(tensor is None, self, f"{key} is both a tensor and a constant")
+            _check(key == "h0" or self.cell == "lstm", self, "c0 exists only for lstm")
+            _check(value.ndim == 3, self, f"{key}_value must be 3-D")
+            B0 = value.shape[1] if self.state_layout == "dbh" else value.shape[0]
+            shape = (D, B0, width) if self.state_layout == "dbh" else (B0, D, width)
+            _shape(self, f"{key}_value", value, shape)
+            batches.add(B0)
+        if self.seq_lens_value is not None:
+            _check(self.seq_lens is None, self, "seq_lens is both a tensor and a constant")
+            v = self.seq_lens_value
+            _check(v.ndim == 1 and v.dtype.kind in "iu" and np.all(v >= 0), self,
+                   "seq_lens_value must be non-negative integers (B0,)")
+            batches.add(v.shape[0])
+        _check(len(batches) <= 1 and all(b >= 1 for b in batches), self,
+               f"constant states and lengths disagree on the batch size: {sorted(batches)}")
 
 
 @dataclass

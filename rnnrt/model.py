@@ -13,7 +13,7 @@ import numpy as np
 
 from . import _blas  # noqa: F401  (loads OpenBLAS first; must precede _engine)
 from . import _engine, fileformat, plan
-from .errors import InputError
+from .errors import FormatError, InputError
 
 _DTYPES = {"float32": np.float32, "int64": np.int64, "int32": np.int32}
 
@@ -112,6 +112,13 @@ class Model:
         # sequence-lengths input: both are checked against the call's time lengths.
         self._time_indices = [(op["index"], op["tsym"]) for op in self._plan.ops
                               if op["kind"] == plan.OP_CODES["TimeStep"]]
+        # Constant initial states or lengths (from an ONNX initializer) fix the batch size.
+        fixed = {op["fixed_batch"] for op in self._plan.ops if op.get("fixed_batch")}
+        if len(fixed) > 1:
+            raise FormatError(f"layers fix different batch sizes {sorted(fixed)}")
+        self.fixed_batch = fixed.pop() if fixed else None
+        self._const_lengths = [(op["max_const_len"], op["tsym"]) for op in self._plan.ops
+                               if op.get("max_const_len")]
         self._lengths = [(op["in"][1], op["tsym"]) for op in self._plan.ops
                          if "rec" in op and 0 <= op["in"][1] < len(self._plan.inputs)]
         # Embedding tables by the graph input they read: ids are range-checked in Python.
@@ -158,8 +165,15 @@ class Model:
             _bind(spec, arr, sizes)
             self._check_ids(spec.name, arr)
             arrays.append(arr)
-        B = sizes.get(plan.BATCH, 1)
+        B = sizes.get(plan.BATCH, self.fixed_batch or 1)
         Ts = [sizes.get(plan.time_symbol(k), 1) for k in range(self._plan.num_times)]
+        if self.fixed_batch is not None and B != self.fixed_batch:
+            raise InputError(f"the model's constant initial state or sequence lengths fix the "
+                             f"batch size to {self.fixed_batch}; got a batch of {B}")
+        for most, tsym in self._const_lengths:
+            if most > Ts[tsym]:
+                raise InputError(f"the model's constant sequence lengths reach {most} steps; "
+                                 f"the input has only {Ts[tsym]}")
         if B < 1 or min(Ts, default=1) < 1:
             raise InputError(f"batch and time must be at least 1, got batch {B}, time "
                              f"{Ts[0] if len(Ts) == 1 else Ts}")
@@ -278,6 +292,25 @@ class _StepSpec:
             self.state_widths[f"{name}.h"] = S
             if cell == "lstm":
                 self.state_widths[f"{name}.c"] = H
+        # Where a stream starts: zeros, or the model's constant initial states (which fix
+        # its batch size, self.fixed_batch).
+        self.fixed_batch = model.fixed_batch
+        self.start = {}
+        for op, (name, cell, *_) in zip((o for o in p.ops if "rec" in o), p.recurrent):
+            for key, value in ((f"{name}.h", op["rec"].get("h0v")),
+                               (f"{name}.c", op["rec"].get("c0v"))):
+                if value is not None:
+                    self.start[key] = np.asarray(value).reshape(self.fixed_batch, -1)
+
+    def start_state(self, key: str, batch: int) -> np.ndarray:
+        """The (batch, width) state a new stream starts from."""
+        if self.fixed_batch is not None and batch != self.fixed_batch:
+            raise InputError(f"the model's constant initial state or sequence lengths fix the "
+                             f"batch size to {self.fixed_batch}; a stream of {batch} rows "
+                             f"cannot start from it")
+        value = self.start.get(key)
+        return np.zeros((batch, self.state_widths[key]), np.float32) if value is None \
+            else value
 
     def feeds(self, x_t) -> dict:
         """{name: value} for each step input, from one value or a dict."""
@@ -355,6 +388,7 @@ class Stream:
                           for s in p.slots[len(p.inputs):]]
         self._h = [np.zeros((1, B, S), np.float32) for (_, _, _, H, S, _) in p.recurrent]
         self._c = [np.zeros((1, B, H), np.float32) for (_, _, _, H, S, _) in p.recurrent]
+        self._restart()
         self._threads = min(model.num_threads, B)
         self._work = np.empty(model._engine.work_floats(B, self._Ts, self._threads), np.float32)
         # The first output without its time axis; without its batch axis too for a
@@ -386,13 +420,18 @@ class Stream:
             if cell == "lstm":
                 yield f"{name}.c", c[0]
 
+    def _restart(self) -> None:
+        for (name, cell, *_), h, c in zip(self.model._plan.recurrent, self._h, self._c):
+            h[0] = self._spec.start_state(f"{name}.h", self.batch_size)
+            if cell == "lstm":
+                c[0] = self._spec.start_state(f"{name}.c", self.batch_size)
+
     def reset(self) -> None:
-        """Back to the zero state."""
+        """Back to the initial state: zeros, or the model's constant initial state."""
         if not self._lock.acquire(blocking=False):
             raise self._busy()
         try:
-            for a in self._h + self._c:
-                a.fill(0.0)
+            self._restart()
         finally:
             self._lock.release()
 

@@ -7,6 +7,7 @@ Packing happens once, at convert time, so that loading is mmap plus validation:
                rbh (D, H)      whose recurrent bias sits inside r * (Rh h + Rbh)
                P  (D, 3H)      peepholes, unchanged
                Projt (D, H, S) projection, transposed
+               h0_value, c0_value, seq_lens_value   constant initial states / lengths
     Dense      kernel (in, out), bias (out,)       unchanged
     Embedding  table (V, E)                       unchanged
 The graph document keeps each layer's kind, name, attrs and the names of its tensors.
@@ -39,6 +40,11 @@ def pack_layer(layer) -> dict[str, np.ndarray]:
         packed["P"] = f32(layer.P)
     if layer.Proj is not None:
         packed["Projt"] = f32(np.transpose(layer.Proj, (0, 2, 1)))
+    for key in ("h0_value", "c0_value"):
+        if getattr(layer, key) is not None:
+            packed[key] = f32(getattr(layer, key))
+    if layer.seq_lens_value is not None:
+        packed["seq_lens_value"] = np.ascontiguousarray(layer.seq_lens_value, dtype=np.int32)
     return packed
 
 

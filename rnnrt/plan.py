@@ -327,6 +327,29 @@ def _recurrent(layer, tensors, read, define):
     if cs is not None and cell != "lstm":
         _fail(layer, "c0 exists only for lstm")
 
+    # Constant initial states and lengths: their first (dbh: second) axis is a batch size
+    # the model is then fixed to.
+    batches, consts = set(), {}
+    for role, width, tensor_i in (("h0_value", S, h0_i), ("c0_value", H, c0_i)):
+        arr = _lookup(layer, tensors, role)
+        consts[role] = None
+        if arr is None:
+            continue
+        if tensor_i >= 0 or (role == "c0_value" and cell != "lstm") or arr.ndim != 3:
+            _fail(layer, f"{role} is not allowed here (a tensor too, or not lstm, or not 3-D)")
+        B0 = arr.shape[1] if state_layout == "dbh" else arr.shape[0]
+        shape = (D, B0, width) if state_layout == "dbh" else (B0, D, width)
+        consts[role] = _tensor(layer, tensors, role, shape)
+        batches.add(B0)
+    lens_v = _lookup(layer, tensors, "seq_lens_value")
+    if lens_v is not None:
+        if lens_i >= 0 or lens_v.dtype != np.int32 or lens_v.ndim != 1 or \
+                (lens_v.size and lens_v.min() < 0):
+            _fail(layer, "seq_lens_value must be non-negative int32 (B0,), without seq_lens")
+        batches.add(lens_v.shape[0])
+    if len(batches) > 1 or 0 in batches:
+        _fail(layer, f"constant states and lengths disagree on the batch size {sorted(batches)}")
+
     y_shape = {"btf": (BATCH, t, D * S), "tbf": (t, BATCH, D * S),
                "tdbh": (t, D, BATCH, S), "btdh": (BATCH, t, D, S)}[y_layout]
     outs = []
@@ -343,12 +366,14 @@ def _recurrent(layer, tensors, read, define):
                input_forget=int(input_forget), reverse_only=int(direction == "reverse"),
                time_major=int(tm), y_layout=Y_LAYOUT_CODES[y_layout],
                state_layout=int(state_layout == "bdh"), step_order=int(order == "step"),
-               masked_carry=int(masked == "carry"), clip=float(clip or 0.0), **params)
+               masked_carry=int(masked == "carry"), clip=float(clip or 0.0), **params,
+               h0v=consts["h0_value"], c0v=consts["c0_value"], lensv=lens_v)
     # acts[d] = (f, g, h) of direction d, padded with linear to 2 directions x 3.
     rec["acts"] = [(act_codes[d] + [(0, 0.0, 0.0)] * 3)[:3] for d in range(D)]
     rec["acts"] += [[(0, 0.0, 0.0)] * 3] * (2 - D)
     return {"in": [x_i, lens_i, mask_i, h0_i, c0_i], "out": outs, "tsym": time_index(t),
-            "rows_mult": 1,
+            "rows_mult": 1, "fixed_batch": batches.pop() if batches else 0,
+            "max_const_len": int(lens_v.max()) if lens_v is not None and lens_v.size else 0,
             "n_in": I, "n_out": D * S, "rec": rec,
             "_info": (layer["name"], cell, D, H, S, direction)}
 

@@ -42,6 +42,9 @@ class StreamPool:
 
     def __init__(self, model: Model, capacity: int):
         self._spec = _step_spec(model)      # InputError for a model that cannot stream
+        if self._spec.fixed_batch not in (None, 1):
+            raise InputError(f"the model's constant initial state or sequence lengths fix the "
+                             f"batch size to {self._spec.fixed_batch}; pool streams are batch 1")
         if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 1:
             raise InputError(f"capacity must be a positive int, got {capacity!r}")
         if capacity > _ROW_MASK:
@@ -180,7 +183,8 @@ class StreamPool:
                 self._grow(2 * self._capacity)
             row = self._free.pop()
             for key, a in self._layer_arrays(row):
-                a[...] = 0.0 if arrays is None else arrays[key][0]
+                a[...] = self._spec.start_state(key, 1)[0] if arrays is None \
+                    else arrays[key][0]
             self._open[row] = True
             return int(self._gen[row]) << _ROW_BITS | row
 

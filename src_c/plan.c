@@ -50,11 +50,15 @@ void rnnrt_plan_run(const rnnrt_op *ops, int n_ops, rnnrt_call *call)
                 B, T, SLOT(0), SLOT(1), SLOT(2), SLOT(3), SLOT(4),
                 OUT(0), OUT(1), OUT(2), OUT(3), OUT(4), call->work, call->nthreads};
             float *hn = io.hn, *cn = io.cn;
+            io.h0 = io.h0 ? io.h0 : op->rec.h0v;
+            io.c0 = io.c0 ? io.c0 : op->rec.c0v;
             if (op->stream_state >= 0 && call->state_h) {
                 /* A stream's state is read and written in place; the graph's own h_n / c_n
                  * outputs get a copy (one direction, so "dbh" and "bdh" are the same). */
                 io.h0 = io.hn = call->state_h[op->stream_state];
                 io.c0 = io.cn = call->state_c[op->stream_state];
+            } else if (!io.lens) {
+                io.lens = op->rec.lensv;     /* a stream runs every row: no lengths */
             }
             rnnrt_recurrent_run(&op->rec, &io);
             if (hn && hn != io.hn) {

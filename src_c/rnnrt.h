@@ -47,6 +47,9 @@ typedef struct {
     const float *rbh;                /* (D, H) GRU linear_before_reset recurrent h bias, or NULL */
     const float *P;                  /* (D, 3H) peepholes i, o, f, or NULL */
     const float *Projt;              /* (D, H, S) or NULL */
+    /* Constant initial states / lengths, used when no tensor gives them (NULL: none). */
+    const float *h0v, *c0v;          /* state layout, with the model's fixed batch */
+    const int32_t *lensv;            /* (B,) */
 } rnnrt_recurrent;
 
 typedef struct {

@@ -208,15 +208,16 @@ class _Executor:
         D, H, S = l.num_directions, l.hidden_size, l.state_size
 
         lens = np.full(B, T, dtype=np.int64)
-        if l.seq_lens:
-            lens = np.asarray(self.env[l.seq_lens]).astype(np.int64).reshape(B)
+        if l.seq_lens or l.seq_lens_value is not None:
+            lens = np.asarray(self.env[l.seq_lens] if l.seq_lens else l.seq_lens_value)
+            lens = lens.astype(np.int64).reshape(B)
             assert np.all((lens >= 0) & (lens <= T)), "seq_lens must lie in [0, T]"
         mask = np.ones((B, T), dtype=bool)
         if l.mask:
             mask = np.asarray(self.env[l.mask]).reshape(B, T) != 0
 
-        h0 = self.initial_state(l, l.h0, D, B, S)            # (D, B, S)
-        c0 = self.initial_state(l, l.c0, D, B, H)            # (D, B, H)
+        h0 = self.initial_state(l, l.h0, D, B, S, l.h0_value)          # (D, B, S)
+        c0 = self.initial_state(l, l.c0, D, B, H, l.c0_value)          # (D, B, H)
 
         y = np.zeros((D, B, T, S))
         h_n = np.zeros((D, B, S))
@@ -243,10 +244,10 @@ class _Executor:
         self.put(l.h_last, h_n.transpose(1, 0, 2).reshape(B, D * S))
         self.put(l.c_last, c_n.transpose(1, 0, 2).reshape(B, D * H))
 
-    def initial_state(self, l, name, D, B, size):
-        if not name:
+    def initial_state(self, l, name, D, B, size, value=None):
+        if not name and value is None:
             return np.zeros((D, B, size))
-        s = np.asarray(self.env[name], dtype=np.float64)
+        s = np.asarray(self.env[name] if name else value, dtype=np.float64)
         if s.ndim == 2:                        # flat (B, D*size), "bdh" only
             assert l.state_layout == "bdh"
             s = s.reshape(B, D, size)

@@ -67,7 +67,9 @@ def build_node_model(op, *, I, H, direction, opset=22, layout=0, attrs=None, wei
                      bias=True, lens_input=False, h0="none", c0="none", peepholes=False,
                      outputs=("Y", "Y_h", "Y_c")):
     """One recurrent node in a model: weights as initializers, X and the chosen optional
-    inputs as graph inputs. h0 / c0: 'none', 'input' or 'zeros' (an all-zero initializer)."""
+    inputs as graph inputs. h0 / c0: 'none', 'input', 'zeros' (an all-zero initializer) or
+    'const' (weights['initial_h'] / ['initial_c'] as an initializer); lens_input: False,
+    True (a graph input) or 'const' (weights['sequence_lens'] as an initializer)."""
     D = 2 if direction == "bidirectional" else 1
     G = GATES[op]
     inits = [numpy_helper.from_array(weights["W"], "W"), numpy_helper.from_array(weights["R"], "R")]
@@ -77,7 +79,9 @@ def build_node_model(op, *, I, H, direction, opset=22, layout=0, attrs=None, wei
     if bias:
         inits.append(numpy_helper.from_array(weights["B"], "B"))
     node_inputs.append("B" if bias else "")
-    if lens_input:
+    if lens_input == "const":
+        inits.append(numpy_helper.from_array(weights["sequence_lens"], "sequence_lens"))
+    elif lens_input:
         graph_inputs.append(helper.make_tensor_value_info("sequence_lens", TensorProto.INT32,
                                                           ["batch"]))
     node_inputs.append("sequence_lens" if lens_input else "")
@@ -91,6 +95,8 @@ def build_node_model(op, *, I, H, direction, opset=22, layout=0, attrs=None, wei
         elif mode == "zeros":
             shape = [3, D, H] if layout == 1 else [D, 3, H]
             inits.append(numpy_helper.from_array(np.zeros(shape, np.float32), key))
+        elif mode == "const":
+            inits.append(numpy_helper.from_array(weights[key], key))
         node_inputs.append(key if mode != "none" else "")
     if op == "LSTM" and peepholes:
         inits.append(numpy_helper.from_array(weights["P"], "P"))
@@ -171,9 +177,10 @@ def node_cases(draw, layout=0):
         op=op, direction=direction, attrs=attrs, layout=layout,
         I=draw(st.integers(1, 5)), H=draw(st.integers(1, 6)),
         batch=draw(st.integers(1, 4)), T=draw(st.integers(1, 6)),
-        bias=draw(st.booleans()), lens_input=draw(st.booleans()),
-        h0=draw(st.sampled_from(["none", "input", "zeros"])),
-        c0=draw(st.sampled_from(["none", "input", "zeros"])) if op == "LSTM" else "none",
+        bias=draw(st.booleans()), lens_input=draw(st.sampled_from([False, True, "const"])),
+        h0=draw(st.sampled_from(["none", "input", "zeros", "const"])),
+        c0=draw(st.sampled_from(["none", "input", "zeros", "const"])) if op == "LSTM"
+        else "none",
         peepholes=op == "LSTM" and draw(st.booleans()),
         outputs=draw(st.sampled_from([("Y",), ("Y_h",), ("Y", "Y_h"), ("Y", "Y_h", "Y_c"),
                                       ("Y_c",), ("Y_h", "Y_c")])),
@@ -188,8 +195,12 @@ def _make(case):
     rng = np.random.default_rng(case["seed"])
     D = 2 if case["direction"] == "bidirectional" else 1
     weights = random_weights(rng, case["op"], D, case["I"], case["H"])
-    if case["h0"] == "zeros" or case["c0"] == "zeros":
-        case["batch"] = 3   # the zero initializer fixes the batch size, as in onnxruntime
+    if {case["h0"], case["c0"], case["lens_input"]} & {"zeros", "const"}:
+        case["batch"] = 3   # an initializer fixes the batch size, as in onnxruntime
+    state_shape = (3, D, case["H"]) if case["layout"] else (D, 3, case["H"])
+    for key in ("initial_h", "initial_c"):
+        weights[key] = rng.standard_normal(state_shape).astype(np.float32)
+    weights["sequence_lens"] = rng.integers(1, case["T"] + 1, size=3).astype(np.int32)
     model = build_node_model(
         case["op"], I=case["I"], H=case["H"], direction=case["direction"],
         opset=case["opset"], layout=case["layout"], attrs=case["attrs"], weights=weights,
@@ -199,7 +210,7 @@ def _make(case):
     x_shape = (B, T, case["I"]) if case["layout"] else (T, B, case["I"])
     feeds = {"X": rng.standard_normal(x_shape).astype(np.float32)}
     state_shape = (B, D, case["H"]) if case["layout"] else (D, B, case["H"])
-    if case["lens_input"]:
+    if case["lens_input"] is True:
         feeds["sequence_lens"] = rng.integers(1, T + 1, size=B).astype(np.int32)
     if case["h0"] == "input":
         feeds["initial_h"] = rng.standard_normal(state_shape).astype(np.float32)
@@ -211,10 +222,11 @@ def _make(case):
 def _spec(case, weights, feeds, **options):
     """The spec oracle's outputs, in the model's output order."""
     a = dict(case["attrs"], **options)
+    const = lambda key, mode: weights[key] if mode == "const" else feeds.get(key)
     Y, Yh, Yc = run_op(
         case["op"], feeds["X"], weights["W"], weights["R"],
-        weights["B"] if case["bias"] else None, feeds.get("sequence_lens"),
-        feeds.get("initial_h"), feeds.get("initial_c"),
+        weights["B"] if case["bias"] else None, const("sequence_lens", case["lens_input"]),
+        const("initial_h", case["h0"]), const("initial_c", case["c0"]),
         weights["P"] if case["peepholes"] else None, hidden_size=case["H"],
         direction=case["direction"], layout=case["layout"], **a)
     return [{"Y": Y, "Y_h": Yh, "Y_c": Yc}[o] for o in case["outputs"]]
@@ -267,7 +279,8 @@ def test_layout_1(case, tmp_path_factory):
     feeds0 = {k: (v.transpose(1, 0, 2) if k in ("X", "initial_h", "initial_c") else v)
               for k, v in feeds.items()}
     lstm_clip = case["op"] == "LSTM" and "clip" in case["attrs"]
-    if not lstm_clip:
+    # (A constant state is drawn in layout 1's shape: the twin would hold other values.)
+    if not lstm_clip and "const" not in (case["h0"], case["c0"]):
         back = {4: (2, 0, 1, 3), 3: (1, 0, 2)}
         ort0 = [o.transpose(back[o.ndim]) for o in run_ort(model0, feeds0)]
         _close(got, ort0, "rnnrt layout 1 vs onnxruntime layout 0")
@@ -413,3 +426,41 @@ def test_any_ir_version_is_read(tmp_path):
         model.ir_version = v
         got = convert_model(model, tmp_path, f"v{v}").run({"X": x})[0]
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_constant_initial_state_fixes_batch_and_starts_streams(tmp_path):
+    """A non-zero initializer initial_h / initial_c (batch 3) and constant sequence_lens:
+    run() takes batch 3 only, as onnxruntime does; a stream of 3 starts from that state,
+    and reset() returns to it; a pool (batch-1 streams) is refused."""
+    rng = np.random.default_rng(11)
+    weights = random_weights(rng, "LSTM", 1, 2, 4)
+    weights["initial_h"] = rng.standard_normal((1, 3, 4)).astype(np.float32)
+    weights["initial_c"] = rng.standard_normal((1, 3, 4)).astype(np.float32)
+    model = build_node_model("LSTM", I=2, H=4, direction="forward", weights=weights,
+                             h0="const", c0="const", outputs=("Y",))
+    m = convert_model(model, tmp_path)
+    x = rng.standard_normal((5, 3, 2)).astype(np.float32)
+    full = m.run({"X": x})[0]
+    np.testing.assert_allclose(full, run_ort(model, {"X": x})[0], rtol=1e-5, atol=1e-6)
+    with pytest.raises(rnnrt.InputError, match="batch size to 3"):
+        m.run({"X": x[:, :2]})
+    with pytest.raises(rnnrt.InputError, match="batch size to 3"):
+        m.stream(batch_size=2)
+    with pytest.raises(rnnrt.InputError, match="batch size to 3"):
+        m.stream_pool(4)
+    s = m.stream(batch_size=3)
+    for _ in range(2):
+        for t in range(5):
+            np.testing.assert_allclose(s.step(x[t]).reshape(3, 4), full[t, 0], rtol=1e-5,
+                                       atol=1e-6)
+        s.reset()
+
+    lens_model = build_node_model("GRU", I=2, H=4, direction="reverse", outputs=("Y", "Y_h"),
+                                  weights=dict(random_weights(rng, "GRU", 1, 2, 4),
+                                               sequence_lens=np.array([5, 1, 3], np.int32)),
+                                  lens_input="const")
+    m = convert_model(lens_model, tmp_path, "lens")
+    for got, want in zip(m.run({"X": x}), run_ort(lens_model, {"X": x})):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    with pytest.raises(rnnrt.InputError, match="reach 5 steps"):
+        m.run({"X": x[:4]})

@@ -12,8 +12,10 @@ weights pass through unchanged. What is read here:
     clamp the LSTM cell state before h(c); see the README).
   * layout 0: X (T, B, I), Y (T, D, B, H), states (D, B, H); layout 1: X (B, T, I),
     Y (B, T, D, H), states (B, D, H).
-  * sequence_lens, initial_h, initial_c: absent, all-zero (however built), or run-time
-    inputs. W, R, B, P: constants (initializers, or graph inputs bound with constants=).
+  * sequence_lens, initial_h, initial_c: absent, all-zero (however built), run-time
+    inputs, or non-zero initializers (which fix the batch size, as in onnxruntime: the IR's
+    h0_value / c0_value / seq_lens_value). W, R, B, P: constants (initializers, or graph
+    inputs bound with constants=).
 The outputs stay pending (RecurrentOutput) until a reader says which layout it needs.
 """
 
@@ -247,14 +249,20 @@ def convert(imp, node, where, ins, attrs):
     fixed = False
     for key, value in (("h0", h0), ("c0", c0)):
         name, sl = _initial_state(imp, value, state_view, where, key)
-        if name is not None:
+        if sl is not None:
             if fixed and sl != layer.state_layout:
                 raise UnsupportedModelError(f"{where}: initial_h and initial_c are laid out "
                                             f"differently")
-            setattr(layer, key, name)
+            if isinstance(name, np.ndarray):       # a constant: it fixes the batch size
+                setattr(layer, f"{key}_value", name)
+            else:
+                setattr(layer, key, name)
             layer.state_layout, fixed = sl, True
     if lens is not None:
-        layer.seq_lens = _lengths(imp, lens, Bt, where)
+        if isinstance(lens, Const):
+            layer.seq_lens_value = _constant_lengths(lens, where)
+        else:
+            layer.seq_lens = _lengths(imp, lens, Bt, where)
 
     imp.add(layer)
     rec = _Recurrent(layer, where, T, Bt, Dax, F, F, list(node.output) + ["", "", ""], fixed)
@@ -281,7 +289,8 @@ def _static(group):
 
 
 def _initial_state(imp, value, view, where, key):
-    """(IR tensor name, state layout) of initial_h / initial_c, or (None, None) for zeros."""
+    """(IR tensor name, state layout) of initial_h / initial_c; (array, state layout) for a
+    non-zero constant; (None, None) for zeros."""
     what = {"h0": "initial_h", "c0": "initial_c"}[key]
     if value is None:
         return None, None
@@ -292,10 +301,17 @@ def _initial_state(imp, value, view, where, key):
         raise UnsupportedModelError(f"{where}: {what} is {value.value} everywhere; rnnrt starts "
                                     f"from zero or from a run-time state")
     if isinstance(value, Const):
-        if not np.any(value.value):
+        arr = np.asarray(value.value)
+        if not np.any(arr):
             return None, None
-        raise UnsupportedModelError(f"{where}: {what} is a non-zero constant; give it as a graph "
-                                    f"input instead")
+        D, H = (g[0].size for g in view if g[0].kind in "DF")
+        dbh = view[0][0].kind == "D"
+        if arr.ndim != 3 or arr.shape[0 if dbh else 1] != D or arr.shape[2] != H or \
+                not np.all(np.isfinite(arr)):
+            raise UnsupportedModelError(f"{where}: constant {what} has shape {arr.shape}, "
+                                        f"expected {'(D, batch, H)' if dbh else '(batch, D, H)'}"
+                                        f" with D={D}, H={H}, finite")
+        return np.ascontiguousarray(arr, np.float32), "dbh" if dbh else "bdh"
     if len(value.view) != 3:
         raise UnsupportedModelError(f"{where}: {what} must have rank 3, got {len(value.view)}")
     for got, (want,) in zip(value.view, view):
@@ -333,10 +349,15 @@ def _check_dims(dims, view, where, what):
                                         f"{tuple('batch' if a.kind == 'B' else a.size for a in want)}")
 
 
+def _constant_lengths(value, where):
+    arr = np.asarray(value.value)
+    if arr.ndim != 1 or arr.dtype.kind not in "iu" or arr.size == 0 or arr.min() < 0:
+        raise UnsupportedModelError(f"{where}: constant sequence_lens must be non-negative "
+                                    f"integers (batch,), got {arr.dtype} {arr.shape}")
+    return arr.astype(np.int32)
+
+
 def _lengths(imp, value, B, where):
-    if isinstance(value, Const):
-        raise UnsupportedModelError(f"{where}: sequence_lens is a constant; rnnrt takes it as a "
-                                    f"run-time input (or leave it out for full-length sequences)")
     if not isinstance(value, Seq) or len(value.view) != 1:
         raise UnsupportedModelError(f"{where}: sequence_lens must be a 1-D run-time input")
     (a,) = value.view[0]
