@@ -353,6 +353,7 @@ cdef class Stepper:
     cdef float *x
     cdef const float *y
     cdef Py_ssize_t nx, ny
+    cdef tuple row, row_out, vec, vec_out    # accepted x shapes and their output shapes
 
     def __cinit__(self, Engine engine, list buffers, int B, Ts, int nthreads,
                   cnp.ndarray work, list states_h, list states_c, int in_slot, int out_slot):
@@ -371,6 +372,35 @@ cdef class Stepper:
         self.y = <const float *>self.call.slots[out_slot]
         self.nx = (<cnp.ndarray>buffers[in_slot]).size
         self.ny = (<cnp.ndarray>buffers[out_slot]).size
+        self.row = self.row_out = self.vec = self.vec_out = None
+
+    def accept(self, tuple row, tuple row_out, tuple vec=None, tuple vec_out=None):
+        """The x shapes try_step takes: (batch, features), and (features,) for batch 1."""
+        self.row, self.row_out, self.vec, self.vec_out = row, row_out, vec, vec_out
+
+    def try_step(self, x, out):
+        """step() when x is a float32 C-contiguous array of an accepted shape and out is None
+        or a float32 C-contiguous array of the output's shape; otherwise None (the caller
+        then takes the general path, which checks and explains)."""
+        if type(x) is not np.ndarray:
+            return None
+        cdef cnp.ndarray xa = <cnp.ndarray>x
+        if cnp.PyArray_TYPE(xa) != cnp.NPY_FLOAT32 or not cnp.PyArray_IS_C_CONTIGUOUS(xa):
+            return None
+        shape = x.shape     # the Python tuple (xa.shape is the C array)
+        if shape == self.row:
+            want = self.row_out
+        elif self.vec is not None and shape == self.vec:
+            want = self.vec_out
+        else:
+            return None
+        if out is None:
+            out = np.empty(want, np.float32)
+        elif type(out) is not np.ndarray or out.shape != want or \
+                cnp.PyArray_TYPE(<cnp.ndarray>out) != cnp.NPY_FLOAT32 or \
+                not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>out):
+            return None
+        return self.step(xa, out)
 
     def __dealloc__(self):
         free(self.call.slots)

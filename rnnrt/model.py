@@ -397,7 +397,7 @@ class Stream:
         self._out_shape_unbatched = tuple(d for d in spec.out_axes if d != plan.BATCH)
         self._lock = threading.Lock()
         # The fast path of step() for one float input: everything bound once in C.
-        self._stepper, self._x_shapes = None, {}
+        self._stepper = None
         if len(spec.step_inputs) == 1 and p.inputs[spec.step_inputs[0]].dtype == "float32":
             i = spec.step_inputs[0]
             self._stepper = _engine.Stepper(model._engine, self._buffers, B, self._Ts,
@@ -405,9 +405,10 @@ class Stream:
                                             i, p.outputs[0])
             row = self._buffers[i].shape
             row = tuple(n for n, d in zip(row, p.inputs[i].shape) if not plan.is_time(d))
-            self._x_shapes = {row: self._out_shape}
             if B == 1:
-                self._x_shapes[row[1:]] = self._out_shape_unbatched
+                self._stepper.accept(row, self._out_shape, row[1:], self._out_shape_unbatched)
+            else:
+                self._stepper.accept(row, self._out_shape)
 
     def _busy(self):
         return InputError("this Stream is being used by another thread; use one Stream per "
@@ -467,19 +468,15 @@ class Stream:
     def step(self, x_t, out=None) -> np.ndarray:
         """Advance one time step. x_t: (batch, features), or (features,) when batch_size is 1
         (a dict {name: array} for several inputs). Returns this step's first output."""
-        if type(x_t) is np.ndarray and self._stepper is not None and \
-                x_t.dtype == np.float32 and x_t.flags.c_contiguous:
-            shape = self._x_shapes.get(x_t.shape)
-            if shape is not None and (out is None or (
-                    type(out) is np.ndarray and out.shape == shape and
-                    out.dtype == np.float32 and out.flags.c_contiguous)):
-                if not self._lock.acquire(blocking=False):
-                    raise self._busy()
-                try:
-                    return self._stepper.step(x_t, np.empty(shape, np.float32)
-                                              if out is None else out)
-                finally:
-                    self._lock.release()
+        if self._stepper is not None:      # the bound C path for a plain float32 row
+            if not self._lock.acquire(blocking=False):
+                raise self._busy()
+            try:
+                result = self._stepper.try_step(x_t, out)
+            finally:
+                self._lock.release()
+            if result is not None:
+                return result
         arrays, unbatched = self._spec.read_inputs(self.model, x_t, self.batch_size, True)
         shape = self._out_shape_unbatched if unbatched else self._out_shape
         if out is not None and (not isinstance(out, np.ndarray) or out.shape != shape

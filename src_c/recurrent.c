@@ -311,6 +311,24 @@ static void run_direction(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io
     }
 }
 
+/* Thread k's block of batch rows, for all steps and directions. */
+static void run_block(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io, int k, int per,
+                      long stride)
+{
+    int b0 = k * per;
+    int rows = io->B - b0 < per ? io->B - b0 : per;
+    if (rows > 0) {
+        scratch w = carve(r, io->work + k * stride, rows, io->T);
+        project_inputs(r, io, b0, rows, w.gx);
+        for (int d = 0; d < r->D; d++) {
+            float *h = w.h, *hnew = w.hnew;
+            run_direction(r, io, d, b0, rows, &w);
+            w.h = h;          /* run_direction swapped them once per step */
+            w.hnew = hnew;
+        }
+    }
+}
+
 void rnnrt_recurrent_run(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io)
 {
     int B = io->B, nt = io->nthreads < 1 ? 1 : io->nthreads;
@@ -320,20 +338,12 @@ void rnnrt_recurrent_run(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io)
     nt = nt > B ? B : nt;
     int per = (B + nt - 1) / nt;
     long stride = rnnrt_recurrent_work_floats(r, per, io->T);
-
+    if (nt == 1) {           /* no parallel region: it costs a streaming step ~0.5 us */
+        run_block(r, io, 0, per, stride);
+        return;
+    }
     #pragma omp parallel for num_threads(nt) schedule(static, 1)
     for (int k = 0; k < nt; k++) {
-        int b0 = k * per;
-        int rows = B - b0 < per ? B - b0 : per;
-        if (rows > 0) {
-            scratch w = carve(r, io->work + k * stride, rows, io->T);
-            project_inputs(r, io, b0, rows, w.gx);
-            for (int d = 0; d < r->D; d++) {
-                float *h = w.h, *hnew = w.hnew;
-                run_direction(r, io, d, b0, rows, &w);
-                w.h = h;          /* run_direction swapped them once per step */
-                w.hnew = hnew;
-            }
-        }
+        run_block(r, io, k, per, stride);
     }
 }
