@@ -10,7 +10,8 @@ Kernels: OpenBLAS picks them from the CPU when it loads, unless OPENBLAS_CORETYP
 some. That variable configures NumPy's OpenBLAS (this machine's environment sets it to
 Haswell, the AVX2 kernels), and rnnrt's copy would honour it too and lose half its speed on
 an AVX-512 CPU; so while rnnrt's copy loads, the variable is hidden and OpenBLAS detects the
-CPU itself. RNNRT_OPENBLAS_CORETYPE, when set, is passed on instead.
+CPU itself. RNNRT_OPENBLAS_CORETYPE, when set, is passed on instead. OPENBLAS_NUM_THREADS is
+set to 1 for that moment too.
 """
 import ctypes
 import importlib.util
@@ -24,16 +25,20 @@ def preload() -> None:
     lib = os.path.join(list(spec.submodule_search_locations)[0], "lib", "libscipy_openblas.so")
     if not os.path.exists(lib):
         return
-    saved = os.environ.pop("OPENBLAS_CORETYPE", None)
-    ours = os.environ.get("RNNRT_OPENBLAS_CORETYPE")
-    if ours:
-        os.environ["OPENBLAS_CORETYPE"] = ours
+    # While it loads: OpenBLAS detects the CPU itself (or takes RNNRT_OPENBLAS_CORETYPE),
+    # and starts no threads of its own (rnnrt's threads do the parallel work; idle OpenBLAS
+    # threads would spin on the cores they need).
+    ours = {"OPENBLAS_CORETYPE": os.environ.get("RNNRT_OPENBLAS_CORETYPE"),
+            "OPENBLAS_NUM_THREADS": "1"}
+    saved = {k: os.environ.pop(k, None) for k in ours}
+    os.environ.update({k: v for k, v in ours.items() if v})
     try:
         ctypes.CDLL(lib, mode=os.RTLD_LOCAL)
     finally:
-        os.environ.pop("OPENBLAS_CORETYPE", None)
-        if saved is not None:
-            os.environ["OPENBLAS_CORETYPE"] = saved
+        for k, v in saved.items():
+            os.environ.pop(k, None)
+            if v is not None:
+                os.environ[k] = v
 
 
 def corename() -> str:
