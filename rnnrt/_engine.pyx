@@ -110,6 +110,31 @@ cdef float **float_ptr_array(list arrays) except NULL:
     return <float **>slot_array(arrays)
 
 
+cdef int bind_call(rnnrt_call *call, list buffers, list states_h, list states_c, int B,
+                   int *T, int nthreads, cnp.ndarray work) except -1:
+    """Fill `call` (its pointer arrays malloc'd: release_call frees them, even after an
+    error here). states_h None: no stream states."""
+    call.slots = NULL
+    call.state_h = NULL
+    call.state_c = NULL
+    call.slots = slot_array(buffers)
+    if states_h is not None:
+        call.state_h = float_ptr_array(states_h)
+        call.state_c = float_ptr_array(states_c)
+    call.B, call.T, call.nthreads = B, T, nthreads
+    call.work = <float *>cnp.PyArray_DATA(work)
+    return 0
+
+
+cdef void release_call(rnnrt_call *call):
+    free(call.slots)
+    free(call.state_h)
+    free(call.state_c)
+    call.slots = NULL
+    call.state_h = NULL
+    call.state_c = NULL
+
+
 def rng_draws(uint64_t seed, Py_ssize_t n):
     """The first n numbers of the generator Model.generate samples with, for `seed`."""
     cdef rnnrt_rng g
@@ -239,34 +264,13 @@ cdef class Engine:
         cdef rnnrt_call call
         cdef int T[RNNRT_MAX_TIMES]
         fill_times(T, Ts)
-        cdef Py_ssize_t i, n = len(buffers)
-        cdef Py_ssize_t ns = len(states_h) if states_h is not None else 0
-        call.slots = <void **>malloc(max(n, 1) * sizeof(void *))
-        call.state_h = <float **>malloc(max(ns, 1) * sizeof(float *))
-        call.state_c = <float **>malloc(max(ns, 1) * sizeof(float *))
-        if call.slots == NULL or call.state_h == NULL or call.state_c == NULL:
-            free(call.slots)
-            free(call.state_h)
-            free(call.state_c)
-            raise MemoryError()
-        for i in range(n):
-            b = buffers[i]
-            call.slots[i] = NULL if b is None else cnp.PyArray_DATA(<cnp.ndarray>b)
-        for i in range(ns):
-            call.state_h[i] = <float *>fptr(states_h[i])
-            call.state_c[i] = <float *>fptr(states_c[i])
-        if states_h is None:
-            free(call.state_h)
-            free(call.state_c)
-            call.state_h = NULL
-            call.state_c = NULL
-        call.B, call.T, call.nthreads = B, T, nthreads
-        call.work = <float *>cnp.PyArray_DATA(work)
-        with nogil:
-            rnnrt_plan_run(self.ops, self.n_ops, &call)
-        free(call.slots)
-        free(call.state_h)
-        free(call.state_c)
+        call.slots = call.state_h = call.state_c = NULL
+        try:
+            bind_call(&call, buffers, states_h, states_c, B, T, nthreads, work)
+            with nogil:
+                rnnrt_plan_run(self.ops, self.n_ops, &call)
+        finally:
+            release_call(&call)
         return call.bad_id_op
 
     def pool_step(self, list buffers, int n, Ts, int nthreads, cnp.ndarray work,
@@ -282,24 +286,16 @@ cdef class Engine:
         fill_times(T, Ts)
         cdef float **sh = NULL
         cdef float **sc = NULL
-        call.slots = NULL
-        call.state_h = NULL
-        call.state_c = NULL
+        call.slots = call.state_h = call.state_c = NULL   # for release_call, whatever fails
         try:
-            call.slots = slot_array(buffers)
-            call.state_h = float_ptr_array(block_h)
-            call.state_c = float_ptr_array(block_c)
+            bind_call(&call, buffers, block_h, block_c, n, T, nthreads, work)
             sh = float_ptr_array(store_h)
             sc = float_ptr_array(store_c)
-            call.B, call.T, call.nthreads = n, T, nthreads
-            call.work = <float *>cnp.PyArray_DATA(work)
             with nogil:
                 rnnrt_pool_step(self.ops, self.n_ops, &call, sh, sc,
                                 <const int64_t *>cnp.PyArray_DATA(rows), n)
         finally:
-            free(call.slots)
-            free(call.state_h)
-            free(call.state_c)
+            release_call(&call)
             free(sh)
             free(sc)
         return call.bad_id_op
@@ -317,15 +313,9 @@ cdef class Engine:
         cdef int T[RNNRT_MAX_TIMES]
         cdef long made
         fill_times(T, Ts)
-        call.slots = NULL
-        call.state_h = NULL
-        call.state_c = NULL
+        call.slots = call.state_h = call.state_c = NULL   # for release_call, whatever fails
         try:
-            call.slots = slot_array(buffers)
-            call.state_h = float_ptr_array(states_h)
-            call.state_c = float_ptr_array(states_c)
-            call.B, call.T, call.nthreads = 1, T, 1
-            call.work = <float *>cnp.PyArray_DATA(work)
+            bind_call(&call, buffers, states_h, states_c, 1, T, 1, work)
             g.mode, g.in_slot, g.out_slot, g.width, g.probs = mode, in_slot, out_slot, width, probs
             g.temperature, g.top_k, g.stop, g.seed = temperature, top_k, stop, seed
             g.prompt = cnp.PyArray_DATA(prompt)
@@ -335,9 +325,7 @@ cdef class Engine:
             with nogil:
                 made = rnnrt_generate(self.ops, self.n_ops, &call, &g)
         finally:
-            free(call.slots)
-            free(call.state_h)
-            free(call.state_c)
+            release_call(&call)
         return made, g.failed_step
 
 
@@ -360,14 +348,7 @@ cdef class Stepper:
         self.engine = engine
         self.keep = [buffers, work, states_h, states_c]
         fill_times(self.T, Ts)
-        self.call.slots = NULL
-        self.call.state_h = NULL
-        self.call.state_c = NULL
-        self.call.slots = slot_array(buffers)
-        self.call.state_h = float_ptr_array(states_h)
-        self.call.state_c = float_ptr_array(states_c)
-        self.call.B, self.call.T, self.call.nthreads = B, self.T, nthreads
-        self.call.work = <float *>cnp.PyArray_DATA(work)
+        bind_call(&self.call, buffers, states_h, states_c, B, self.T, nthreads, work)
         self.x = <float *>self.call.slots[in_slot]
         self.y = <const float *>self.call.slots[out_slot]
         self.nx = (<cnp.ndarray>buffers[in_slot]).size
@@ -403,9 +384,7 @@ cdef class Stepper:
         return self.step(xa, out)
 
     def __dealloc__(self):
-        free(self.call.slots)
-        free(self.call.state_h)
-        free(self.call.state_c)
+        release_call(&self.call)
 
     def step(self, cnp.ndarray x, cnp.ndarray out):
         """x: float32, C-contiguous, nx values; out: float32, C-contiguous, ny values."""
