@@ -335,8 +335,12 @@ def _recurrent(layer, tensors, read, define):
         consts[role] = None
         if arr is None:
             continue
-        if tensor_i >= 0 or (role == "c0_value" and cell != "lstm") or arr.ndim != 3:
-            _fail(layer, f"{role} is not allowed here (a tensor too, or not lstm, or not 3-D)")
+        if tensor_i >= 0:
+            _fail(layer, f"{role} must not come with a {role[:2]} tensor; got both")
+        if role == "c0_value" and cell != "lstm":
+            _fail(layer, f"c0_value must belong to an lstm; got a {cell}")
+        if arr.ndim != 3:
+            _fail(layer, f"{role} must be 3-D (a state layout), got shape {arr.shape}")
         B0 = arr.shape[1] if state_layout == "dbh" else arr.shape[0]
         shape = (D, B0, width) if state_layout == "dbh" else (B0, D, width)
         consts[role] = _tensor(layer, tensors, role, shape)
@@ -345,10 +349,12 @@ def _recurrent(layer, tensors, read, define):
     if lens_v is not None:
         if lens_i >= 0 or lens_v.dtype != np.int32 or lens_v.ndim != 1 or \
                 (lens_v.size and lens_v.min() < 0):
-            _fail(layer, "seq_lens_value must be non-negative int32 (B0,), without seq_lens")
+            _fail(layer, f"seq_lens_value must be non-negative int32 (batch,) without a "
+                         f"seq_lens tensor, got {lens_v.dtype} {lens_v.shape}")
         batches.add(lens_v.shape[0])
     if len(batches) > 1 or 0 in batches:
-        _fail(layer, f"constant states and lengths disagree on the batch size {sorted(batches)}")
+        _fail(layer, f"constant states and lengths must agree on one batch size >= 1, got "
+                     f"{sorted(batches)}")
 
     y_shape = {"btf": (BATCH, t, D * S), "tbf": (t, BATCH, D * S),
                "tdbh": (t, D, BATCH, S), "btdh": (BATCH, t, D, S)}[y_layout]

@@ -32,11 +32,44 @@ def base_graph():
                     ["out", "h"])
 
 
+def stacked_graph():
+    """Slice of a stacked state input, a constant initial state (fixed batch 2), Concat."""
+    rng = np.random.default_rng(1)
+    H, I = 3, 2
+
+    def u(*shape):
+        return rng.uniform(-0.5, 0.5, shape).astype(np.float32)
+    acts = [[ir.Act.of("sigmoid"), ir.Act.of("tanh")]]
+    first = ir.Slice("first", "h0", "h0_0", axis=0, start=0, stop=1)
+    g0 = ir.Recurrent("g0", "gru", "forward", H, I, "x", u(1, 3 * H, I), u(1, 3 * H, H),
+                      u(1, 3 * H), u(1, 3 * H), activations=acts, h0="h0_0", y="y0",
+                      h_n="hn0")
+    g1 = ir.Recurrent("g1", "gru", "forward", H, H, "y0", u(1, 3 * H, H), u(1, 3 * H, H),
+                      u(1, 3 * H), u(1, 3 * H), activations=acts, h0_value=u(1, 2, H),
+                      seq_lens_value=np.array([4, 2]), y="y", h_n="hn1")
+    join = ir.Concat("join", ["hn0", "hn1"], "h_n", axis=0)
+    return ir.Graph([ir.TensorInfo("x", (None, None, I), "float32"),
+                     ir.TensorInfo("h0", (2, None, H), "float32")], [first, g0, g1, join],
+                    ["y", "h_n"])
+
+
+GRAPHS = {"lstm": (base_graph, {"lens": np.array([4, 2], np.int32)}),
+          "stacked": (stacked_graph, {"h0": np.zeros((2, 2, 3), np.float32)})}
+
+
+def test_base_graphs_run(tmp_path):
+    for name, (make, extra) in GRAPHS.items():
+        outputs = rnnrt.load(packing.save(make(), tmp_path / f"{name}.rnnrt")).run(
+            {"x": np.ones((2, 4, 2), np.float32), **extra})
+        assert all(np.all(np.isfinite(o)) for o in outputs)
+
+
 @settings(max_examples=300, deadline=None)
-@given(data=st.data())
-def test_tampered_attribute_is_refused_or_harmless(tmp_path_factory, data):
+@given(data=st.data(), graph=st.sampled_from(sorted(GRAPHS)))
+def test_tampered_attribute_is_refused_or_harmless(tmp_path_factory, data, graph):
     tmp = tmp_path_factory.mktemp("hostile")
-    doc, tensors = packing.graph_document(base_graph())
+    make, extra = GRAPHS[graph]
+    doc, tensors = packing.graph_document(make())
     layer = data.draw(st.sampled_from(doc["layers"]))
     where = data.draw(st.sampled_from(["attrs", "params", "top"]))
     value = data.draw(VALUES)
@@ -51,21 +84,22 @@ def test_tampered_attribute_is_refused_or_harmless(tmp_path_factory, data):
         # The writer itself refuses what JSON cannot hold (NaN): also a typed error.
         path = fileformat.write(str(tmp / "m.rnnrt"), doc, tensors, {})
         model = rnnrt.load(path)
-        model.run({"x": x, "lens": np.array([4, 2], np.int32)})
+        model.run({"x": x, **extra})
     except (rnnrt.FormatError, rnnrt.InputError, rnnrt.UnsupportedModelError) as e:
         assert str(e)
 
 
 @settings(max_examples=100, deadline=None)
-@given(shape=st.lists(st.integers(0, 5), min_size=1, max_size=3), which=st.integers(0, 20))
-def test_tensor_of_another_shape_is_refused(tmp_path_factory, shape, which):
+@given(shape=st.lists(st.integers(0, 5), min_size=1, max_size=3), which=st.integers(0, 20),
+       graph=st.sampled_from(sorted(GRAPHS)))
+def test_tensor_of_another_shape_is_refused(tmp_path_factory, shape, which, graph):
     tmp = tmp_path_factory.mktemp("hostile")
-    doc, tensors = packing.graph_document(base_graph())
+    make, extra = GRAPHS[graph]
+    doc, tensors = packing.graph_document(make())
     name = sorted(tensors)[which % len(tensors)]
-    tensors[name] = np.zeros(shape, np.float32)
+    tensors[name] = np.zeros(shape, tensors[name].dtype)
     path = fileformat.write(str(tmp / "m.rnnrt"), doc, tensors, {})
     try:
-        rnnrt.load(path).run({"x": np.ones((2, 4, 2), np.float32),
-                              "lens": np.array([4, 2], np.int32)})
+        rnnrt.load(path).run({"x": np.ones((2, 4, 2), np.float32), **extra})
     except rnnrt.FormatError as e:
         assert "must" in str(e) and "got" in str(e)
