@@ -8,11 +8,6 @@
 #include <string.h>
 #include "rnnrt.h"
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define DISPATCH __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define DISPATCH
-#endif
 
 /* e^x by range reduction x = n ln2 + r, |r| <= ln2/2, and a degree-6 polynomial for e^r
  * (relative error ~2 ulp). Inputs are clamped so that 2^n stays a normal float; NaN stays

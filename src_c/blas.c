@@ -10,12 +10,6 @@
  * into the output rows (which stay in L1): every byte of B is read once, contiguously. */
 #define FEW_ROWS 4
 
-/* x86-64-v4: AVX-512 with FMA; v3: AVX2 with FMA ("avx512f" alone would leave FMA out). */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define DISPATCH __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define DISPATCH
-#endif
 
 DISPATCH
 static void gemm_few_rows(int m, int n, int k, const float *a, int lda,

@@ -6,6 +6,15 @@
 #include <stdint.h>
 #include <stddef.h>
 
+/* Hot loops are compiled for x86-64-v4 (AVX-512 with FMA), v3 (AVX2 with FMA) and the
+ * baseline, and the CPU picks at load ("avx512f" alone would leave FMA out); no
+ * -march=native. Other compilers and CPUs get the plain loop. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define DISPATCH __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define DISPATCH
+#endif
+
 /* ---- activations (activations.c) ---- */
 enum rnnrt_act_kind {
     ACT_LINEAR = 0, ACT_RELU, ACT_TANH, ACT_SIGMOID, ACT_AFFINE, ACT_LEAKY_RELU,

@@ -191,6 +191,16 @@ def random_feeds(graph: ir.Graph, batch: int, time: int, seed: int) -> dict:
     return feeds
 
 
+def state_also_data_graph(rng) -> ir.Graph:
+    """Input "h" starts a GRU (a stream replaces it with its own state) and also feeds a
+    Dense, so it stays a step input besides x."""
+    gru = make_recurrent("gru", "gru", "forward", 4, 3, rng, x="x", y="y", h0="h",
+                         state_layout="bdh")
+    dense = ir.Dense("d", "h", "hd", rng.uniform(-.5, .5, (4, 2)).astype(np.float32))
+    return ir.Graph([ir.TensorInfo("x", (None, None, 3), "float32"),
+                     ir.TensorInfo("h", (None, 4), "float32")], [gru, dense], ["y", "hd"])
+
+
 def seq_input(name, features):
     return ir.TensorInfo(name, (None, None, features), "float32")
 

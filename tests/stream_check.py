@@ -4,6 +4,20 @@ from __future__ import annotations
 
 import numpy as np
 
+import rnnrt
+
+
+def forward_only(model) -> bool:
+    """Whether every recurrent layer of a loaded model runs forward (so it can stream)."""
+    return all(layer["attrs"]["direction"] == "forward" for layer in model.graph["layers"]
+               if layer["kind"] == "Recurrent")
+
+
+def convert_all(fixtures, names, tmp) -> dict:
+    """{name: loaded Model} for fixtures/<name>.onnx, converted into tmp."""
+    return {n: rnnrt.load(rnnrt.convert(fixtures / f"{n}.onnx", tmp / f"{n}.rnnrt"))
+            for n in names}
+
 
 def assert_stream_matches_run(model, x, *, time_major=False, atol=1e-5):
     """Step a (batch, time, ...) (or time-major) input through a stream and compare each

@@ -71,7 +71,6 @@ def build_node_model(op, *, I, H, direction, opset=22, layout=0, attrs=None, wei
     'const' (weights['initial_h'] / ['initial_c'] as an initializer); lens_input: False,
     True (a graph input) or 'const' (weights['sequence_lens'] as an initializer)."""
     D = 2 if direction == "bidirectional" else 1
-    G = GATES[op]
     inits = [numpy_helper.from_array(weights["W"], "W"), numpy_helper.from_array(weights["R"], "R")]
     node_inputs = ["X", "W", "R"]
     batch_dims = ("batch", "time") if layout == 1 else ("time", "batch")

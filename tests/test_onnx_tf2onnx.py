@@ -12,7 +12,7 @@ import pytest
 
 import rnnrt
 from rnnrt.errors import UnsupportedModelError
-from stream_check import assert_stream_matches_run
+from stream_check import assert_stream_matches_run, convert_all, forward_only
 
 pytest.importorskip("onnx")
 
@@ -36,9 +36,7 @@ def _cases(name):
 
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("tf2onnx")
-    return {name: rnnrt.load(rnnrt.convert(FIXTURES / f"{name}.onnx", tmp / f"{name}.rnnrt"))
-            for name in CONVERTED}
+    return convert_all(FIXTURES, CONVERTED, tmp_path_factory.mktemp("tf2onnx"))
 
 
 def test_every_fixture_is_classified():
@@ -61,11 +59,6 @@ def test_matches_keras(name, converted):
             np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5, err_msg=case)
         n += 1
     assert n == 3
-
-
-def forward_only(model) -> bool:
-    return all(layer["attrs"]["direction"] == "forward" for layer in model.graph["layers"]
-               if layer["kind"] == "Recurrent")
 
 
 @pytest.mark.parametrize("name", CONVERTED)

@@ -11,7 +11,7 @@ import pytest
 
 import rnnrt
 from rnnrt.errors import UnsupportedModelError
-from stream_check import assert_stream_matches_run
+from stream_check import assert_stream_matches_run, convert_all, forward_only
 
 pytest.importorskip("onnx")
 
@@ -32,9 +32,7 @@ def _cases(name):
 
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("torch_onnx")
-    return {n: rnnrt.load(rnnrt.convert(FIXTURES / f"{n}.onnx", tmp / f"{n}.rnnrt"))
-            for n in CONVERTED}
+    return convert_all(FIXTURES, CONVERTED, tmp_path_factory.mktemp("torch_onnx"))
 
 
 def test_both_exporters_are_covered():
@@ -57,17 +55,12 @@ def test_matches_pytorch_at_every_size(name, converted):
     assert len(sizes) >= 2, "dynamic axes run at more than one size"
 
 
-def _forward_only(model) -> bool:
-    return all(layer["attrs"]["direction"] == "forward" for layer in model.graph["layers"]
-               if layer["kind"] == "Recurrent")
-
-
 @pytest.mark.parametrize("name", CONVERTED)
 def test_streams_like_run(name, converted):
     """Forward-only models stream (a stacked initial-state input is then the stream's own
     state); the others are refused."""
     model = converted[name]
-    if not _forward_only(model):
+    if not forward_only(model):
         with pytest.raises(rnnrt.InputError, match="forward-only"):
             model.stream()
         return

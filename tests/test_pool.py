@@ -17,7 +17,7 @@ import rnnrt
 import rnnrt.packing
 from rnnrt import ir
 from reference import float32_tolerance, run_reference_traced
-from strategies import make_recurrent, stream_cases
+from strategies import make_recurrent, state_also_data_graph, stream_cases
 
 SETTINGS = settings(max_examples=int(os.environ.get("RNNRT_EXAMPLES", "25")), deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -274,14 +274,9 @@ def test_pool_of_a_model_that_cannot_stream_is_refused(tmp_path):
 
 
 def test_several_step_inputs_take_a_dict(tmp_path):
-    # "h" starts the GRU (the stream replaces it with its own state) and also feeds a Dense:
-    # a step input as well as x.
+    # "h" is a step input as well as x (strategies.state_also_data_graph).
     rng = np.random.default_rng(5)
-    gru = make_recurrent("gru", "gru", "forward", 4, 3, rng, x="x", y="y", h0="h",
-                         state_layout="bdh")
-    dense = ir.Dense("d", "h", "hd", rng.uniform(-.5, .5, (4, 2)).astype(np.float32))
-    g = ir.Graph([ir.TensorInfo("x", (None, None, 3), "float32"),
-                  ir.TensorInfo("h", (None, 4), "float32")], [gru, dense], ["y", "hd"])
+    g = state_also_data_graph(rng)
     model = save_and_load(g, tmp_path)
     pool = model.stream_pool(2)
     ids = [pool.open(), pool.open()]

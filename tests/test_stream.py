@@ -16,7 +16,7 @@ import rnnrt
 import rnnrt.packing
 from rnnrt import ir
 from reference import float32_tolerance, run_reference_traced
-from strategies import make_recurrent, stream_cases
+from strategies import make_recurrent, state_also_data_graph, stream_cases
 
 SETTINGS = settings(max_examples=int(os.environ.get("RNNRT_EXAMPLES", 40)), deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -191,14 +191,9 @@ def test_layer_started_from_another_layers_final_state_refuses_to_stream(tmp_pat
 
 
 def test_state_input_also_read_as_data_stays_a_step_input(tmp_path):
-    # "h" starts the GRU (the stream replaces it with its own state) and also feeds a Dense,
-    # so step() must still take it.
+    # "h" starts the GRU and also feeds a Dense, so step() must still take it.
     rng = np.random.default_rng(5)
-    gru = make_recurrent("gru", "gru", "forward", 4, 3, rng, x="x", y="y", h0="h",
-                         state_layout="bdh")
-    dense = ir.Dense("d", "h", "hd", rng.uniform(-.5, .5, (4, 2)).astype(np.float32))
-    g = ir.Graph([ir.TensorInfo("x", (None, None, 3), "float32"),
-                  ir.TensorInfo("h", (None, 4), "float32")], [gru, dense], ["y", "hd"])
+    g = state_also_data_graph(rng)
     model = load(g, tmp_path)
     s = model.stream(batch_size=2)
     x = rng.standard_normal((2, 3)).astype(np.float32)

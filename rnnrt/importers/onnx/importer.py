@@ -13,7 +13,7 @@ import numpy as np
 
 from ... import ir
 from ...errors import UnsupportedModelError
-from .values import Axis, Const, Fill, Seq, SymInts, canon, rows_match, same_shape
+from .values import Axis, Const, Seq, canon, rows_match, same_shape
 
 # ONNX element types rnnrt reads at run time.
 _INPUT_DTYPES = {1: "float32", 7: "int64", 6: "int32"}

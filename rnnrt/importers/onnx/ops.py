@@ -12,7 +12,7 @@ from . import recurrent, shapes
 from .importer import Tensor, _node_name, claim
 from dataclasses import replace
 
-from .values import Axis, Const, Fill, Seq, SymInts, canon, reshape_view
+from .values import Axis, Const, Fill, Seq, canon, reshape_view
 
 _RUNTIME_DTYPES = {1: "float32", 6: "int32", 7: "int64"}
 
@@ -513,7 +513,7 @@ class PendingConcat:
 def reverse_sequence(imp, node, where, ins, attrs):
     """ReverseSequence of whole sequences (lengths = the time axis' size everywhere)."""
     x, lens = ins
-    t_axis, b_axis = int(attrs.get("time_axis", 0)), int(attrs.get("batch_axis", 1))
+    t_axis = int(attrs.get("time_axis", 0))
     (T,) = canon((x.view[t_axis],))[0] or (None,)
     if not (isinstance(lens, Fill) and T is not None and lens.value is T):
         raise UnsupportedModelError(f"{where}: ReverseSequence is supported for whole "
@@ -557,9 +557,12 @@ def _new(name, layout, layer=None) -> Tensor:
 # ----------------------------------------------------------------------------- heads
 
 
-def _no_mul(imp, node, where, ins, attrs):
-    raise UnsupportedModelError(f"{where}: Mul of run-time tensors is supported for the two "
-                                f"directions of one recurrent output")
+def mul(imp, node, where, ins, attrs):
+    merged = merge_directions(imp, node, where, ins, attrs)
+    if merged is None:
+        raise UnsupportedModelError(f"{where}: Mul of run-time tensors is supported for the "
+                                    f"two directions of one recurrent output")
+    return merged
 
 
 def matmul(imp, node, where, ins, attrs):
@@ -610,12 +613,12 @@ def _dense(imp, node, where, x, kernel, bias):
                    view=x.view[:-1] + ((F,),))
 
 
-def _fusable_dense(imp, x, node):
-    """The Dense that wrote x, when this node is its output's only reader."""
+def _fusable_dense(imp, x, name):
+    """The Dense that wrote x (ONNX tensor `name`), when one node alone reads it."""
     layer = getattr(x.source, "producer", None)
     if not isinstance(layer, ir.Dense) or layer.out != x.source.name:
         return None
-    return layer if imp.single_reader(node.input[0]) else None
+    return layer if imp.single_reader(name) else None
 
 
 def add(imp, node, where, ins, attrs):
@@ -623,11 +626,11 @@ def add(imp, node, where, ins, attrs):
         merged = merge_directions(imp, node, where, ins, attrs)
         if merged is not None:
             return merged
-    seqs = [v for v in ins if isinstance(v, Seq)]
+    seqs = [(n, v) for n, v in zip(node.input, ins) if isinstance(v, Seq)]
     consts = [v for v in ins if isinstance(v, Const)]
-    if len(seqs) == 1 and len(consts) == 1:
-        x, c = seqs[0], np.asarray(consts[0].value, np.float32)
-        dense = _fusable_dense(imp, x, node) if node.input[ins.index(x)] else None
+    if len(seqs) == 1 and len(consts) == 1:     # either order: legacy torch writes bias first
+        (name, x), c = seqs[0], np.asarray(consts[0].value, np.float32)
+        dense = _fusable_dense(imp, x, name)
         width = shapes.dims_of((x.view[-1],))[0]
         if dense is not None and dense.activation.name == "linear" and c.size in (1, width) \
                 and all(d == 1 for d in c.shape[:-1]):
@@ -648,6 +651,7 @@ _ACTIVATIONS = {
     "HardSigmoid": ("hard_sigmoid", ("alpha", 0.2), ("beta", 0.5)),
     "Selu": ("selu", ("alpha", 1.67326319217681884765625), ("gamma", 1.05070102214813232421875)),
     "HardSwish": ("hard_silu", None, None), "Mish": ("mish", None, None),
+    "Gelu": ("gelu", None, None),      # or gelu_tanh, by its approximate attribute
     "Softmax": ("softmax", None, None), "LogSoftmax": ("log_softmax", None, None),
 }
 
@@ -670,7 +674,7 @@ def activation(imp, node, where, ins, attrs):
         alpha = float(attrs.get(a[0], a[1])) if a else None
         beta = float(attrs.get(b[0], b[1])) if b else None
         act = ir.Act.of(name, alpha, beta)
-    dense = _fusable_dense(imp, x, node)
+    dense = _fusable_dense(imp, x, node.input[0])
     if dense is not None and dense.activation.name == "linear":
         dense.activation = act
         return [x]
@@ -685,8 +689,7 @@ SEQ_OPS = {
     "Identity": passthrough, "Dropout": passthrough, "Cast": passthrough,
     "Transpose": transpose, "Squeeze": squeeze, "Unsqueeze": unsqueeze, "Reshape": reshape,
     "Flatten": flatten, "Slice": slice_, "Gather": gather, "Concat": concat,
-    "ReverseSequence": reverse_sequence, "Mul": lambda *a: merge_directions(*a) or _no_mul(*a),
+    "ReverseSequence": reverse_sequence, "Mul": mul,
     "MatMul": matmul, "Gemm": gemm, "Add": add,
-    **{op: activation for op in _ACTIVATIONS}, "Gelu": activation,
+    **{op: activation for op in _ACTIVATIONS},
 }
-_ACTIVATIONS["Gelu"] = ("gelu", None, None)

@@ -26,7 +26,7 @@ import numpy as np
 from ... import ir
 from ...errors import UnsupportedModelError
 from .importer import Tensor, claim
-from .values import Axis, Const, Fill, Seq, canon, rows_match, same_shape
+from .values import Axis, Const, Fill, Seq, canon, same_shape
 
 CELLS = {"RNN": "rnn", "LSTM": "lstm", "GRU": "gru"}
 

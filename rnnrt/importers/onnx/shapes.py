@@ -73,9 +73,8 @@ def _slice_fill(v, starts, ends, axes, steps, where):
     axes = axes if axes is not None else list(range(len(starts)))
     for start, end, axis, step in zip(starts, ends, axes, steps or [1] * len(starts)):
         d = dims[axis % len(dims)]
-        if isinstance(d, Axis):
-            lo, hi, _ = slice(start, end).indices(2 ** 62)
-            if (lo, hi, step) != (0, 2 ** 62, 1) and end < 2 ** 31 - 1:
+        if isinstance(d, Axis):   # only the whole of a run-time axis can be kept
+            if (start, step) != (0, 1) or end < 2 ** 31 - 1:
                 raise UnsupportedModelError(f"{where}: Slice of a run-time axis")
             continue
         dims[axis % len(dims)] = len(range(*slice(start, end, step).indices(d)))
