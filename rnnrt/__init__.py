@@ -16,6 +16,11 @@ def convert(src, dst, *, config=None, spec=None, constants=None):
 
 
 def load(path, *, num_threads=None, verify=True):
-    """Load a .rnnrt file (mmap) and build its execution plan. Returns a Model."""
+    """Load a .rnnrt file (mmap, no copy) and build its execution plan. Returns a Model.
+
+    The header, the graph and every tensor's place and shape are checked here (FormatError).
+    verify=True (the default) also checks every tensor's CRC32, once, before the first
+    computation reads them (run, stream, stream_pool, generate), or now with
+    `model.verify()`; verify=False never does."""
     from .model import Model
     return Model(path, num_threads=num_threads, verify=verify)

@@ -74,6 +74,8 @@ class ModelFile:
     tensors: dict = field(repr=False)
     header_crc: int = 0      # CRC32 of the header, which lists every tensor's CRC32
     _mmap: object = field(default=None, repr=False)
+    # (header end, data start, [(offset, nbytes, name, crc32)]): what verify_data checks.
+    _layout: tuple = field(default=(), repr=False)
 
 
 def _align(n):
@@ -217,7 +219,7 @@ def _fsync_dir(directory):
 def read(path, *, verify=True):
     """Open a .rnnrt file, check it and return a ModelFile whose tensors are read-only views
     onto an mmap of the file. verify=True also checks each tensor's CRC32 and that padding
-    is zero (one pass over the data); structural checks always run.
+    is zero (one pass over the data, verify_data); structural checks always run.
 
     Raises FileNotFoundError if there is no such file, FormatError for anything else wrong.
     """
@@ -261,18 +263,25 @@ def read(path, *, verify=True):
         raise FormatError(f"{where} data section starts at byte {data_start} but the file is "
                           f"{size} bytes: truncated")
     entries = _check_layout(header["tensors"], size - data_start, where)
-    if verify:
-        _verify_bytes(mm, PREAMBLE_SIZE + header_len, data_start, entries, where)
-
     views = {}
     for name, e in header["tensors"].items():
         dt = DTYPES[e["dtype"]]
         arr = np.frombuffer(mm, dtype=dt, count=e["nbytes"] // dt.itemsize,
                             offset=data_start + e["offset"])
         views[name] = arr.reshape(tuple(e["shape"]))
-    return ModelFile(path=path, format_version=version, file_size=size, graph=header["graph"],
+    mf = ModelFile(path=path, format_version=version, file_size=size, graph=header["graph"],
                      metadata=header["metadata"], tensors=views, header_crc=header_crc,
-                     _mmap=mm)
+                     _mmap=mm, _layout=(PREAMBLE_SIZE + header_len, data_start, entries))
+    if verify:
+        verify_data(mf)
+    return mf
+
+
+def verify_data(mf: ModelFile):
+    """Check every tensor's CRC32 and that all padding is zero: the one pass over the data
+    that read(verify=True) makes, for a file read with verify=False. FormatError if not."""
+    if mf._mmap is not None:
+        _verify_bytes(mf._mmap, *mf._layout, f"{mf.path}:")
 
 
 def _map(path):

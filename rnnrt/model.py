@@ -95,9 +95,14 @@ class Model:
 
     def __init__(self, path, *, num_threads=None, verify=True):
         self.path = os.path.abspath(os.fspath(path))   # pickles stay valid after a chdir
-        self._file = fileformat.read(self.path, verify=verify)
+        # The header, the graph and every tensor's place and shape are checked now; the
+        # tensors' CRC32s (a pass over all the data: ~14 ms for 50 MB) once, before the first
+        # computation reads them (the _engine property) or when verify() is called.
+        self._file = fileformat.read(self.path, verify=False)
+        self._data_unchecked = bool(verify)
+        self._verify_lock = threading.Lock()
         self._plan = plan.build(self._file.graph, self._file.tensors)
-        self._engine = _engine.Engine(self._plan.ops)
+        self._checked_engine = _engine.Engine(self._plan.ops)
         if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
             raise InputError(f"num_threads must be a positive int, got {num_threads!r}")
         self.num_threads = num_threads or default_threads()
@@ -125,6 +130,21 @@ class Model:
         self._vocab = {slots[op["in"][0]].name: op["vocab"] for op in self._plan.ops
                        if op["kind"] == plan.OP_CODES["Embedding"]
                        and op["in"][0] < len(self._plan.inputs)}
+
+    def verify(self):
+        """Check the CRC32 of every tensor now, if load() was asked to verify (the default)
+        and no computation has done it yet. Raises FormatError for corrupt tensor data."""
+        with self._verify_lock:
+            if self._data_unchecked:
+                fileformat.verify_data(self._file)
+                self._data_unchecked = False
+
+    @property
+    def _engine(self):
+        """The C engine, handed out only once the tensor data it reads is verified."""
+        if self._data_unchecked:
+            self.verify()
+        return self._checked_engine
 
     def __reduce__(self):
         # By path, never by bytes: each process maps the file itself, once (rnnrt/cache.py).
@@ -212,6 +232,7 @@ class Model:
     def stream_pool(self, capacity: int = 64):
         """A pool of batch-1 streams stepped together: rnnrt/pool.py."""
         from .pool import StreamPool
+        self.verify()          # its steps would, but a damaged model is better refused here
         return StreamPool(self, capacity)
 
     def generate(self, prompt, steps, *, temperature=0.0, top_k=None, seed=None, stop=None):
