@@ -22,8 +22,8 @@ cdef extern from "rnnrt.h" nogil:
         int time_major, y_layout, state_layout, step_order, masked_carry
         float clip
         rnnrt_act act[2][3]
-        const float *Wt
-        const float *Rt
+        const float *Wp
+        const float *Rp
         const float *b
         const float *rbh
         const float *P
@@ -62,6 +62,7 @@ cdef extern from "rnnrt.h" nogil:
         long bad_id_op
 
     int RNNRT_MAX_IO
+    int rnnrt_recurrent_threads(const rnnrt_recurrent *r, int B, int nthreads, int *how)
     long rnnrt_plan_work_floats(const rnnrt_op *ops, int n_ops, int B, const int *T, int nthreads)
     void rnnrt_plan_run(const rnnrt_op *ops, int n_ops, rnnrt_call *call)
     void rnnrt_blas_single_thread()
@@ -234,11 +235,11 @@ cdef class Engine:
                 for d in range(2):
                     for j in range(3):
                         set_act(&op.rec.act[d][j], tuple(r["acts"][d][j]))
-                for key in ("Wt", "Rt", "b", "rbh", "P", "Projt", "h0v", "c0v", "lensv"):
+                for key in ("Wp", "Rp", "b", "rbh", "P", "Projt", "h0v", "c0v", "lensv"):
                     if r.get(key) is not None:
                         self.keep.append(r[key])
-                op.rec.Wt = fptr(r["Wt"])
-                op.rec.Rt = fptr(r["Rt"])
+                op.rec.Wp = fptr(r["Wp"])
+                op.rec.Rp = fptr(r["Rp"])
                 op.rec.b = fptr(r["b"])
                 op.rec.rbh = fptr(r["rbh"])
                 op.rec.P = fptr(r["P"])
@@ -255,6 +256,16 @@ cdef class Engine:
         cdef int T[RNNRT_MAX_TIMES]
         fill_times(T, Ts)
         return rnnrt_plan_work_floats(self.ops, self.n_ops, B, T, nthreads)
+
+    def thread_schedule(self, int B, int nthreads):
+        """[(op index, "rows" | "directions" | "units", threads)] for each recurrent op."""
+        cdef int how
+        out = []
+        for i in range(self.n_ops):
+            if self.ops[i].kind == 0:   # OP_RECURRENT (plan.OP_CODES)
+                n = rnnrt_recurrent_threads(&self.ops[i].rec, B, nthreads, &how)
+                out.append((i, ("rows", "directions", "units")[how], n))
+        return out
 
     def run(self, list buffers, int B, Ts, int nthreads, cnp.ndarray work,
             list states_h=None, list states_c=None):

@@ -1,13 +1,14 @@
 """The .rnnrt file container: a JSON header plus aligned raw tensors, read through mmap.
 
-Layout (format v1, every integer little-endian):
+Layout (format v2, every integer little-endian; v1 is the same container, and differs only
+in how recurrent layers lay out their weights: rnnrt/plan.py reads both):
 
     offset 0   magic            8 bytes  b"\\x89RNNRT\\r\\n"
-    offset 8   format version   uint32   1
+    offset 8   format version   uint32   2
     offset 12  header CRC32     uint32   zlib.crc32 of the header bytes
     offset 16  header length    uint64   number of header bytes
     offset 24  header           UTF-8 JSON object:
-                 {"format_version": 1,
+                 {"format_version": 2,
                   "graph":    {...},   # the IR; opaque to this module
                   "tensors":  {name: {"dtype": "float32" | "int32" | "int64" | "uint8",
                                       "shape": [int, ...],
@@ -43,7 +44,7 @@ import numpy as np
 from .errors import FormatError
 
 MAGIC = b"\x89RNNRT\r\n"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2     # v2: recurrent weights in gate panels (rnnrt/panels.py); v1 is read too
 ALIGNMENT = 64
 
 _PREAMBLE = struct.Struct("<8sIIQ")  # magic, version, header CRC32, header length

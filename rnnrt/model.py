@@ -209,7 +209,7 @@ class Model:
                                  f"{arr.min()}..{arr.max()}")
         buffers = arrays + [np.empty(s.concrete(B, Ts), dtype=s.dtype)
                             for s in self._plan.slots[len(arrays):]]
-        threads = min(self.num_threads, B)
+        threads = self.num_threads   # the engine decides how to use them
         work = np.empty(self._engine.work_floats(B, Ts, threads), dtype=np.float32)
         bad = self._engine.run(buffers, B, Ts, threads, work)
         if bad >= 0:  # ids are checked above; this guards the C side all the same
@@ -410,7 +410,7 @@ class Stream:
         self._h = [np.zeros((1, B, S), np.float32) for (_, _, _, H, S, _) in p.recurrent]
         self._c = [np.zeros((1, B, H), np.float32) for (_, _, _, H, S, _) in p.recurrent]
         self._restart()
-        self._threads = min(model.num_threads, B)
+        self._threads = model.num_threads   # the engine decides how to use them
         self._work = np.empty(model._engine.work_floats(B, self._Ts, self._threads), np.float32)
         # The first output without its time axis; without its batch axis too for a
         # (features,) x_t at batch size 1.

@@ -1,8 +1,8 @@
 """IR -> kernel-ready buffers, and the graph document stored in a .rnnrt file.
 
 Packing happens once, at convert time, so that loading is mmap plus validation:
-    Recurrent  Wt (I, D*G*H)   input weights of all directions side by side: one GEMM
-               Rt (D, S, G*H)  recurrent weights, transposed for row-major h @ Rt
+    Recurrent  Wp (D, G, P, I, 32)  input and recurrent weights of each direction and gate,
+               Rp (D, G, P, S, 32)  transposed and cut into panels of 32 units (rnnrt/panels.py)
                b  (D, G*H)     Wb + Rb, except GRU's h part with linear_before_reset,
                rbh (D, H)      whose recurrent bias sits inside r * (Rh h + Rbh)
                P  (D, 3H)      peepholes, unchanged
@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import __version__, fileformat, ir, plan
+from .panels import gate_panels
 
 
 def pack_layer(layer) -> dict[str, np.ndarray]:
@@ -25,12 +26,8 @@ def pack_layer(layer) -> dict[str, np.ndarray]:
     f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)
     if layer.kind != "Recurrent":
         return {role: f32(arr) for role, arr in layer.params.items()}
-    D, H = layer.num_directions, layer.hidden_size
-    W = layer.W.astype(np.float64)
-    packed = {
-        "Wt": f32(np.concatenate([W[d].T for d in range(D)], axis=1)),
-        "Rt": f32(np.transpose(layer.R, (0, 2, 1))),
-    }
+    H, G = layer.hidden_size, len(ir.GATES[layer.cell])
+    packed = {"Wp": gate_panels(layer.W, G, H), "Rp": gate_panels(layer.R, G, H)}
     b = layer.Wb.astype(np.float64) + layer.Rb.astype(np.float64)
     if layer.cell == "gru" and layer.linear_before_reset:
         b[:, 2 * H:] = layer.Wb[:, 2 * H:]

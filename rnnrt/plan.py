@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import ir
+from .panels import PANEL, gate_panels, panel_count
 from .errors import FormatError
 
 BATCH, TIME = "batch", "time"
@@ -120,6 +121,21 @@ def _tensor(layer, tensors, role, shape, optional=False):
         _fail(layer, f"parameter {role!r} must be float32 {tuple(shape)}, got {arr.dtype} "
                      f"{arr.shape}")
     return arr
+
+
+def _panels_from_v1(layer, tensors, D, G, H, I):
+    """A format-v1 layer's row-major Wt (I, D*G*H) and Rt (D, S, G*H), repacked in memory
+    into the panels of format v2 (rnnrt/packing.py): the layer and tensors to read instead."""
+    rt = _lookup(layer, tensors, "Rt")
+    S = rt.shape[1] if rt.ndim == 3 else H
+    wt = _tensor(layer, tensors, "Wt", (I, D * G * H))
+    rt = _tensor(layer, tensors, "Rt", (D, S, G * H))
+    params = {k: v for k, v in layer["params"].items() if k not in ("Wt", "Rt")}
+    params.update(Wp=f"{layer['name']}.Wp", Rp=f"{layer['name']}.Rp")
+    tensors = {**tensors,
+               params["Wp"]: gate_panels(wt.reshape(I, D, G * H).transpose(1, 2, 0), G, H),
+               params["Rp"]: gate_panels(rt.transpose(0, 2, 1), G, H)}
+    return {**layer, "params": params}, tensors
 
 
 def input_shape(info: dict, time_major: bool, time: str) -> tuple:
@@ -282,11 +298,14 @@ def _recurrent(layer, tensors, read, define):
     act_codes = [[_act(layer, x) for x in per] for per in acts]
 
     # The state size comes from the recurrent weights (projection makes it differ from H).
-    rt = _lookup(layer, tensors, "Rt")
-    S = rt.shape[1] if rt is not None and rt.ndim == 3 else H
+    if _lookup(layer, tensors, "Rt") is not None:
+        layer, tensors = _panels_from_v1(layer, tensors, D, G, H, I)
+    rp = _lookup(layer, tensors, "Rp")
+    S = rp.shape[3] if rp is not None and rp.ndim == 5 else H
+    P = panel_count(H)
     params = {
-        "Wt": _tensor(layer, tensors, "Wt", (I, D * G * H)),
-        "Rt": _tensor(layer, tensors, "Rt", (D, S, G * H)),
+        "Wp": _tensor(layer, tensors, "Wp", (D, G, P, I, PANEL)),
+        "Rp": _tensor(layer, tensors, "Rp", (D, G, P, S, PANEL)),
         "b": _tensor(layer, tensors, "b", (D, G * H)),
         "rbh": _tensor(layer, tensors, "rbh", (D, H), optional=True),
         "P": _tensor(layer, tensors, "P", (D, 3 * H), optional=True),

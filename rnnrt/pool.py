@@ -230,7 +230,7 @@ class StreamPool:
             buffers = self._buffers(n)
             for i, arr in arrays.items():
                 buffers[i].reshape(arr.shape)[...] = arr
-            threads = min(self.model.num_threads, n)
+            threads = self.model.num_threads   # the engine decides how to use them
             engine = self.model._engine
             need = engine.work_floats(n, self._spec.Ts, threads)
             if self._work.size < need:

@@ -7,20 +7,12 @@ static int op_time(const rnnrt_op *op, const int *T)
     return op->tsym >= 0 ? T[op->tsym] : 1;
 }
 
-static int rec_rows_per_thread(int B, int nthreads)
-{
-    int nt = nthreads < 1 ? 1 : (nthreads > B ? B : nthreads);
-    return nt < 1 ? 0 : (B + nt - 1) / nt;
-}
-
 long rnnrt_plan_work_floats(const rnnrt_op *ops, int n_ops, int B, const int *T, int nthreads)
 {
     long most = 0;
     for (int i = 0; i < n_ops; i++) {
         if (ops[i].kind == OP_RECURRENT) {
-            int per = rec_rows_per_thread(B, nthreads);
-            int nt = per ? (B + per - 1) / per : 0;
-            long need = nt * rnnrt_recurrent_work_floats(&ops[i].rec, per, op_time(&ops[i], T));
+            long need = rnnrt_recurrent_work(&ops[i].rec, B, op_time(&ops[i], T), nthreads);
             most = need > most ? need : most;
         }
     }

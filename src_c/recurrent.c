@@ -1,11 +1,13 @@
 /* One recurrent layer (RNN, LSTM, GRU; forward, reverse, bidirectional) over a batch.
  *
- * OpenMP splits the batch into row blocks; each thread runs every time step of its block
- * on its own (no barrier per step). Per block and direction:
- *   gx = X @ Wt                       input projection of all steps, one GEMM
- *   per step: gr = h @ Rt[d]          recurrent GEMM (GEMV for one row)
+ * Per block of rows and direction:
+ *   gx = X @ W                        input projection of all steps, one product per gate
+ *   per step: gr = h @ R[d]           recurrent product, one per gate
  *             fused epilogue          activations and state update, one pass per row
- * Equations and layouts: rnnrt/ir.py; packed weights: rnnrt/packing.py. */
+ * Both products read the weights in gate panels (rnnrt/panels.py) with the packed GEMM
+ * (packed_gemm.c), which never repacks them. How threads share the work: see
+ * rnnrt_recurrent_run below. Equations and layouts: rnnrt/ir.py. */
+#include <omp.h>
 #include <string.h>
 #include "rnnrt.h"
 
@@ -73,22 +75,43 @@ static long state_offset(const rnnrt_recurrent *r, int B, int b, int d, int widt
     return (r->state_layout == STATE_BDH ? (long)b * r->D + d : (long)d * B + b) * width;
 }
 
-/* gx[bi, t, :] = x[b0 + bi, t, :] @ Wt for the block's rows. */
-static void project_inputs(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io, int b0,
-                           int rows, float *gx)
+/* The hidden units [u0, u1) a thread computes: all of them, or its share when the threads
+ * split one step's units (see rnnrt_recurrent_run). */
+typedef struct {
+    int u0, u1;
+    int split;      /* other threads own the other units: join them after each step */
+} units;
+
+/* The gate panels of direction d, gate g, for a K-row weight matrix (rnnrt/panels.py). */
+static const float *gate_panels(const rnnrt_recurrent *r, const float *panels, int K, int d,
+                                int g)
 {
-    int B = io->B, T = io->T, I = r->In, N = r->D * r->G * r->H;
-    if (!r->time_major) {
-        rnnrt_gemm(rows * T, N, I, io->x + (long)b0 * T * I, I, r->Wt, N, 0.0f, gx, N);
-    } else if (rows > T) {
-        for (int t = 0; t < T; t++) {   /* one GEMM per step over the block's rows */
-            rnnrt_gemm(rows, N, I, io->x + ((long)t * B + b0) * I, I, r->Wt, N, 0.0f,
-                       gx + (long)t * N, T * N);
-        }
-    } else {
-        for (int bi = 0; bi < rows; bi++) {   /* one GEMM per row over its steps */
-            rnnrt_gemm(T, N, I, io->x + (long)(b0 + bi) * I, B * I, r->Wt, N, 0.0f,
-                       gx + (long)bi * T * N, N);
+    long P = (r->H + RNNRT_PANEL - 1) / RNNRT_PANEL;
+    return panels + ((long)d * r->G + g) * P * RNNRT_PANEL * K;
+}
+
+/* gx[bi, t, (d, g, units)] = x[b0 + bi, t, :] @ W[d, g, units] for the block's rows, for
+ * each gate g of direction d (gx: (rows, T, D*G*H)). */
+static void project_inputs(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io, int b0,
+                           int rows, float *gx, int d, units u)
+{
+    int B = io->B, T = io->T, I = r->In, H = r->H, N = r->D * r->G * H;
+    for (int g = 0; g < r->G; g++) {
+        const float *Wp = gate_panels(r, r->Wp, I, d, g);
+        float *out = gx + ((long)d * r->G + g) * H + u.u0;
+        if (!r->time_major) {
+            rnnrt_gemm_packed(rows * T, u.u0, u.u1, I, io->x + (long)b0 * T * I, I, Wp, 0.0f,
+                              out, N);
+        } else if (rows > T) {
+            for (int t = 0; t < T; t++) {   /* one product per step over the block's rows */
+                rnnrt_gemm_packed(rows, u.u0, u.u1, I, io->x + ((long)t * B + b0) * I, I, Wp,
+                                  0.0f, out + (long)t * N, T * N);
+            }
+        } else {
+            for (int bi = 0; bi < rows; bi++) {   /* one product per row over its steps */
+                rnnrt_gemm_packed(T, u.u0, u.u1, I, io->x + (long)(b0 + bi) * I, B * I, Wp,
+                                  0.0f, out + (long)bi * T * N, N);
+            }
         }
     }
 }
@@ -101,72 +124,109 @@ static inline void add_inputs(float *pre, const float *gx, const float *b, int n
     }
 }
 
-/* LSTM epilogue for one row: gates in pre (order i, o, f, c), cell c in place, writes
- * o*h(c) to out. */
-static void lstm_row(const rnnrt_recurrent *r, int d, float *pre, const float *gx, float *c,
-                     float *out)
+/* pre[gH + u] += gx[gH + u] + b[gH + u] for gates g0..g1-1 and the thread's units u. */
+static void add_gate_inputs(const rnnrt_recurrent *r, int d, float *pre, const float *gx,
+                            int g0, int g1, units u)
 {
-    int H = r->H;
+    const float *b = r->b + (long)d * r->G * r->H;
+    for (int g = g0; g < g1; g++) {
+        int o = g * r->H + u.u0;
+        add_inputs(pre + o, gx + o, b + o, u.u1 - u.u0);
+    }
+}
+
+/* LSTM epilogue for one row's units: gates in pre (order i, o, f, c), cell c in place,
+ * writes o*h(c) to out. c and out are the row's whole vectors. */
+static void lstm_row(const rnnrt_recurrent *r, int d, float *pre, const float *gx, float *c,
+                     float *out, units u)
+{
+    int H = r->H, n = u.u1 - u.u0;
     const rnnrt_act *act = r->act[d];
-    const float *P = r->P ? r->P + (long)d * 3 * H : NULL;
-    float *gi = pre, *go = pre + H, *gf = pre + 2 * H, *gc = pre + 3 * H;
-    add_inputs(pre, gx, r->b + (long)d * r->G * H, 4 * H);
+    const float *P = r->P ? r->P + (long)d * 3 * H + u.u0 : NULL;
+    float *gi = pre + u.u0, *go = gi + H, *gf = gi + 2 * H, *gc = gi + 3 * H;
+    c += u.u0;
+    out += u.u0;
+    add_gate_inputs(r, d, pre, gx, 0, 4, u);
     if (P) {
-        for (int j = 0; j < H; j++) {
+        for (int j = 0; j < n; j++) {
             gi[j] += P[j] * c[j];
             gf[j] += P[2 * H + j] * c[j];
         }
     }
-    activate(&act[0], gi, H, r->clip);
+    activate(&act[0], gi, n, r->clip);
     if (r->input_forget) {
-        for (int j = 0; j < H; j++) {
+        for (int j = 0; j < n; j++) {
             gf[j] = 1.0f - gi[j];
         }
     } else {
-        activate(&act[0], gf, H, r->clip);
+        activate(&act[0], gf, n, r->clip);
     }
-    activate(&act[1], gc, H, r->clip);
-    for (int j = 0; j < H; j++) {
+    activate(&act[1], gc, n, r->clip);
+    for (int j = 0; j < n; j++) {
         c[j] = gf[j] * c[j] + gi[j] * gc[j];
     }
     if (P) {
-        for (int j = 0; j < H; j++) {
+        for (int j = 0; j < n; j++) {
             go[j] += P[H + j] * c[j];
         }
     }
-    activate(&act[0], go, H, r->clip);
-    memcpy(out, c, sizeof(float) * H);
-    activate(&act[2], out, H, r->clip);
-    for (int j = 0; j < H; j++) {
+    activate(&act[0], go, n, r->clip);
+    memcpy(out, c, sizeof(float) * n);
+    activate(&act[2], out, n, r->clip);
+    for (int j = 0; j < n; j++) {
         out[j] *= go[j];
     }
 }
 
-/* GRU update and reset gates for one row: pre[0:2H] becomes z, r. */
-static void gru_gates_row(const rnnrt_recurrent *r, int d, float *pre, const float *gx)
+/* GRU update and reset gates for one row's units: pre[0:H], pre[H:2H] become z, r. */
+static void gru_gates_row(const rnnrt_recurrent *r, int d, float *pre, const float *gx,
+                          units u)
 {
-    add_inputs(pre, gx, r->b + (long)d * r->G * r->H, 2 * r->H);
-    activate(&r->act[d][0], pre, 2 * r->H, r->clip);
+    add_gate_inputs(r, d, pre, gx, 0, 2, u);
+    activate(&r->act[d][0], pre + u.u0, u.u1 - u.u0, r->clip);
+    activate(&r->act[d][0], pre + r->H + u.u0, u.u1 - u.u0, r->clip);
 }
 
-/* GRU candidate and new state for one row; pre[2H:3H] holds Rh h (lbr) or Rh (r*h). */
+/* GRU candidate and new state for one row's units; pre[2H:3H] holds Rh h (lbr) or
+ * Rh (r*h). h and hnew are the row's whole vectors. */
 static void gru_state_row(const rnnrt_recurrent *r, int d, float *pre, const float *gx,
-                          const float *h, float *hnew)
+                          const float *h, float *hnew, units u)
 {
-    int H = r->H;
-    const float *z = pre, *rg = pre + H, *b = r->b + (long)d * r->G * H + 2 * H;
-    float *hh = pre + 2 * H;
+    int H = r->H, n = u.u1 - u.u0;
+    const float *z = pre + u.u0, *rg = z + H, *b = r->b + (long)d * r->G * H + 2 * H + u.u0;
+    float *hh = pre + 2 * H + u.u0;
+    gx += 2 * H + u.u0;
+    h += u.u0;
+    hnew += u.u0;
     if (r->lbr) {
-        const float *rbh = r->rbh + (long)d * H;
-        for (int j = 0; j < H; j++) {
-            hh[j] = gx[2 * H + j] + b[j] + rg[j] * (hh[j] + rbh[j]);
+        const float *rbh = r->rbh + (long)d * H + u.u0;
+        for (int j = 0; j < n; j++) {
+            hh[j] = gx[j] + b[j] + rg[j] * (hh[j] + rbh[j]);
         }
     } else {
-        add_inputs(hh, gx + 2 * H, b, H);
+        add_inputs(hh, gx, b, n);
     }
-    activate(&r->act[d][1], hh, H, r->clip);
-    for (int j = 0; j < H; j++) {
+    activate(&r->act[d][1], hh, n, r->clip);
+    for (int j = 0; j < n; j++) {
         hnew[j] = (1.0f - z[j]) * hh[j] + z[j] * h[j];
+    }
+}
+
+/* gr[:, gH + u] = a @ R[d, g, u] for gates g0..g1-1 and the thread's units u. */
+static void recurrent_gemm(const rnnrt_recurrent *r, int d, int rows, const float *a, int g0,
+                           int g1, units u, float *gr)
+{
+    for (int g = g0; g < g1; g++) {
+        rnnrt_gemm_packed(rows, u.u0, u.u1, r->S, a, r->S, gate_panels(r, r->Rp, r->S, d, g),
+                          0.0f, gr + g * r->H + u.u0, r->G * r->H);
+    }
+}
+
+/* Wait until every thread of the step has written its units. */
+static inline void join_units(units u)
+{
+    if (u.split) {
+        #pragma omp barrier
     }
 }
 
@@ -188,11 +248,15 @@ static row_step step_of(const rnnrt_recurrent_io *io, int reverse, int b, int s)
 }
 
 static void run_direction(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io, int d,
-                          int b0, int rows, scratch *w)
+                          int b0, int rows, scratch *w, units u)
 {
     int B = io->B, T = io->T, H = r->H, S = r->S, GH = r->G * H, N = r->D * GH;
     int reverse = (d == 1) || r->reverse_only;
-    const float *Rt = r->Rt + (long)d * S * GH;
+    /* This thread's slice of each state vector: its units (S == H when units are split,
+     * since a projection mixes all units), and of the cell state. */
+    int s0 = u.split ? u.u0 : 0, sn = u.split ? u.u1 - u.u0 : S;
+    int c0 = u.u0, cn = u.u1 - u.u0;
+    size_t sbytes = sizeof(float) * sn, cbytes = sizeof(float) * cn;
 
     /* Initial state; lengths bound the number of steps this block runs. */
     int steps = 0;
@@ -200,47 +264,50 @@ static void run_direction(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io
         int b = b0 + bi;
         int L = io->lens ? io->lens[b] : T;
         steps = L > steps ? L : steps;
+        float *h = w->h + (long)bi * S + s0;
         if (io->h0) {
-            memcpy(w->h + (long)bi * S, io->h0 + state_offset(r, B, b, d, S), sizeof(float) * S);
+            memcpy(h, io->h0 + state_offset(r, B, b, d, S) + s0, sbytes);
         } else {
-            memset(w->h + (long)bi * S, 0, sizeof(float) * S);
+            memset(h, 0, sbytes);
         }
         if (r->cell == CELL_LSTM) {
+            float *c = w->c + (long)bi * H + c0;
             if (io->c0) {
-                memcpy(w->c + (long)bi * H, io->c0 + state_offset(r, B, b, d, H),
-                       sizeof(float) * H);
+                memcpy(c, io->c0 + state_offset(r, B, b, d, H) + c0, cbytes);
             } else {
-                memset(w->c + (long)bi * H, 0, sizeof(float) * H);
+                memset(c, 0, cbytes);
             }
         }
         /* Outputs at steps a short row never reaches are zero. */
         if (io->y && io->lens) {
             for (int t = L < 0 ? 0 : L; t < T; t++) {
-                memset(io->y + y_offset(r, B, T, b, t, d), 0, sizeof(float) * S);
+                memset(io->y + y_offset(r, B, T, b, t, d) + s0, 0, sbytes);
             }
         }
     }
     steps = steps > T ? T : steps;
+    join_units(u);              /* step 0 reads every unit of h */
 
     for (int s = 0; s < steps; s++) {
         int gru_before = r->cell == CELL_GRU && !r->lbr;
         /* Recurrent GEMM; GRU with reset before the matmul does its h part later. */
-        rnnrt_gemm(rows, gru_before ? 2 * H : GH, S, w->h, S, Rt, GH, 0.0f, w->gr, GH);
+        recurrent_gemm(r, d, rows, w->h, 0, gru_before ? 2 : r->G, u, w->gr);
         if (gru_before) {
             for (int bi = 0; bi < rows; bi++) {
                 row_step rs = step_of(io, reverse, b0 + bi, s);
-                float *pre = w->gr + (long)bi * GH, *rh = w->tmp + (long)bi * S;
-                const float *h = w->h + (long)bi * S;
+                float *pre = w->gr + (long)bi * GH, *rh = w->tmp + (long)bi * S + s0;
+                const float *h = w->h + (long)bi * S + s0;
                 if (rs.update) {
-                    gru_gates_row(r, d, pre, w->gx + ((long)bi * T + rs.t) * N + d * GH);
-                    for (int j = 0; j < H; j++) {
-                        rh[j] = pre[H + j] * h[j];
+                    gru_gates_row(r, d, pre, w->gx + ((long)bi * T + rs.t) * N + d * GH, u);
+                    for (int j = 0; j < sn; j++) {
+                        rh[j] = pre[H + s0 + j] * h[j];
                     }
                 } else {
-                    memset(rh, 0, sizeof(float) * S);
+                    memset(rh, 0, sbytes);
                 }
             }
-            rnnrt_gemm(rows, H, S, w->tmp, S, Rt + 2 * H, GH, 0.0f, w->gr + 2 * H, GH);
+            join_units(u);      /* the candidate's product reads every unit of r*h */
+            recurrent_gemm(r, d, rows, w->tmp, 2, 3, u, w->gr);
         }
         for (int bi = 0; bi < rows; bi++) {
             row_step rs = step_of(io, reverse, b0 + bi, s);
@@ -252,62 +319,123 @@ static void run_direction(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io
             float *hnew = w->hnew + (long)bi * S;
             switch (r->cell) {
             case CELL_RNN:
-                add_inputs(pre, gx, r->b + (long)d * GH, H);
-                activate(&r->act[d][0], pre, H, r->clip);
-                memcpy(hnew, pre, sizeof(float) * H);
+                add_gate_inputs(r, d, pre, gx, 0, 1, u);
+                activate(&r->act[d][0], pre + c0, cn, r->clip);
+                memcpy(hnew + c0, pre + c0, cbytes);
                 break;
             case CELL_LSTM:
                 lstm_row(r, d, pre, gx, w->c + (long)bi * H,
-                         r->Projt ? w->tmp + (long)bi * H : hnew);
+                         r->Projt ? w->tmp + (long)bi * H : hnew, u);
                 break;
             default:
                 if (!gru_before) {
-                    gru_gates_row(r, d, pre, gx);
+                    gru_gates_row(r, d, pre, gx, u);
                 }
-                gru_state_row(r, d, pre, gx, w->h + (long)bi * S, hnew);
+                gru_state_row(r, d, pre, gx, w->h + (long)bi * S, hnew, u);
                 break;
             }
         }
-        if (r->Projt) {
+        if (r->Projt) {         /* never with split units */
             rnnrt_gemm(rows, S, H, w->tmp, H, r->Projt + (long)d * H * S, S, 0.0f, w->hnew, S);
         }
         /* Rows that did not update carry their state; write this step's outputs. */
         for (int bi = 0; bi < rows; bi++) {
             int b = b0 + bi;
             row_step rs = step_of(io, reverse, b, s);
-            float *hnew = w->hnew + (long)bi * S;
+            float *hnew = w->hnew + (long)bi * S + s0;
             if (!rs.update) {
-                memcpy(hnew, w->h + (long)bi * S, sizeof(float) * S);
+                memcpy(hnew, w->h + (long)bi * S + s0, sbytes);
             }
             if (io->y && rs.active) {
-                float *y = io->y + y_offset(r, B, T, b, r->step_order ? s : rs.t, d);
+                float *y = io->y + y_offset(r, B, T, b, r->step_order ? s : rs.t, d) + s0;
                 if (rs.update || r->masked_carry) {
-                    memcpy(y, hnew, sizeof(float) * S);
+                    memcpy(y, hnew, sbytes);
                 } else {
-                    memset(y, 0, sizeof(float) * S);
+                    memset(y, 0, sbytes);
                 }
             }
         }
         float *swap = w->h;
         w->h = w->hnew;
         w->hnew = swap;
+        join_units(u);          /* the next step reads every unit of the new h */
     }
 
     for (int bi = 0; bi < rows; bi++) {
         int b = b0 + bi;
-        const float *h = w->h + (long)bi * S, *c = w->c + (long)bi * H;
+        const float *h = w->h + (long)bi * S + s0, *c = w->c + (long)bi * H + c0;
         if (io->hn) {
-            memcpy(io->hn + state_offset(r, B, b, d, S), h, sizeof(float) * S);
+            memcpy(io->hn + state_offset(r, B, b, d, S) + s0, h, sbytes);
         }
         if (io->hlast) {
-            memcpy(io->hlast + ((long)b * r->D + d) * S, h, sizeof(float) * S);
+            memcpy(io->hlast + ((long)b * r->D + d) * S + s0, h, sbytes);
         }
         if (r->cell == CELL_LSTM && io->cn) {
-            memcpy(io->cn + state_offset(r, B, b, d, H), c, sizeof(float) * H);
+            memcpy(io->cn + state_offset(r, B, b, d, H) + c0, c, cbytes);
         }
         if (r->cell == CELL_LSTM && io->clast) {
-            memcpy(io->clast + ((long)b * r->D + d) * H, c, sizeof(float) * H);
+            memcpy(io->clast + ((long)b * r->D + d) * H + c0, c, cbytes);
         }
+    }
+}
+
+/* ---- how the threads of one call share the work ----
+ * ROWS: each thread runs a block of batch rows through every step and direction on its own
+ * (no barrier per step). With fewer rows than threads (a batch-1 stream or sequence), that
+ * would leave threads idle, so instead:
+ * DIRECTIONS: a bidirectional layer runs its two directions on two threads, each alone;
+ * UNITS: the threads split every step's hidden units, each computing its columns of every
+ * gate and of the input projection (so each reads only its part of the weights, from its
+ * own core's cache), and join once per step (twice for a GRU with the reset before the
+ * product). A projection mixes all units each step, so it stays on ROWS. */
+/* Unit shares are whole panels of 32 units (rnnrt/panels.py): a thread reads only its
+ * panels, and never writes a cache line another thread writes. */
+/* Below this many bytes of recurrent weights, a step takes a few microseconds and a second
+ * thread's wake-up and barrier cost more than it saves (measured: benchmarks/compare.py A). */
+#define UNITS_MIN_BYTES (160L * 1024)
+
+typedef struct {
+    int how, nt;
+    int per;        /* ROWS: rows per thread */
+} schedule;
+
+static schedule schedule_of(const rnnrt_recurrent *r, int B, int nthreads)
+{
+    schedule sc = {SPLIT_ROWS, nthreads < 1 ? 1 : nthreads, 0};
+    if (sc.nt > B) {
+        long rbytes = sizeof(float) * (long)r->S * r->G * r->H;
+        if (r->D == 2) {
+            sc.how = SPLIT_DIRECTIONS;
+            sc.nt = 2;
+            return sc;
+        }
+        int most = (r->H + RNNRT_PANEL - 1) / RNNRT_PANEL;   /* one panel each at least */
+        if (!r->Projt && rbytes >= UNITS_MIN_BYTES && most >= 2) {
+            sc.how = SPLIT_UNITS;
+            sc.nt = sc.nt < most ? sc.nt : most;
+            return sc;
+        }
+        sc.nt = B;
+    }
+    sc.per = (B + sc.nt - 1) / sc.nt;
+    sc.nt = (B + sc.per - 1) / sc.per;
+    return sc;
+}
+
+int rnnrt_recurrent_threads(const rnnrt_recurrent *r, int B, int nthreads, int *how)
+{
+    schedule sc = schedule_of(r, B, nthreads);
+    *how = sc.how;
+    return sc.nt;
+}
+
+long rnnrt_recurrent_work(const rnnrt_recurrent *r, int B, int T, int nthreads)
+{
+    schedule sc = schedule_of(r, B, nthreads);
+    switch (sc.how) {
+    case SPLIT_DIRECTIONS: return 2 * rnnrt_recurrent_work_floats(r, B, T);
+    case SPLIT_UNITS: return rnnrt_recurrent_work_floats(r, B, T);   /* shared by all */
+    default: return sc.nt * rnnrt_recurrent_work_floats(r, sc.per, T);
     }
 }
 
@@ -317,33 +445,76 @@ static void run_block(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io, in
 {
     int b0 = k * per;
     int rows = io->B - b0 < per ? io->B - b0 : per;
+    units all = {0, r->H, 0};
     if (rows > 0) {
         scratch w = carve(r, io->work + k * stride, rows, io->T);
-        project_inputs(r, io, b0, rows, w.gx);
+        for (int d = 0; d < r->D; d++) {
+            project_inputs(r, io, b0, rows, w.gx, d, all);
+        }
         for (int d = 0; d < r->D; d++) {
             float *h = w.h, *hnew = w.hnew;
-            run_direction(r, io, d, b0, rows, &w);
+            run_direction(r, io, d, b0, rows, &w, all);
             w.h = h;          /* run_direction swapped them once per step */
             w.hnew = hnew;
         }
     }
 }
 
+/* Direction d (of a team of `team` threads taking directions in turn) on all rows. */
+static void run_directions(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io, int k,
+                           int team)
+{
+    long stride = rnnrt_recurrent_work_floats(r, io->B, io->T);
+    units all = {0, r->H, 0};
+    for (int d = k; d < r->D; d += team) {
+        scratch w = carve(r, io->work + k * stride, io->B, io->T);
+        project_inputs(r, io, 0, io->B, w.gx, d, all);
+        run_direction(r, io, d, 0, io->B, &w, all);
+    }
+}
+
+/* Thread k of `team` computes its share of the units of every step, on all rows. */
+static void run_units(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io, int k, int team)
+{
+    int H = r->H, panels = (H + RNNRT_PANEL - 1) / RNNRT_PANEL;
+    units u = {k * panels / team * RNNRT_PANEL, (k + 1) * panels / team * RNNRT_PANEL, 1};
+    u.u1 = u.u1 < H ? u.u1 : H;     /* the last share ends with the last unit */
+    scratch w = carve(r, io->work, io->B, io->T);
+    for (int d = 0; d < r->D; d++) {
+        project_inputs(r, io, 0, io->B, w.gx, d, u);
+        float *h = w.h, *hnew = w.hnew;
+        run_direction(r, io, d, 0, io->B, &w, u);
+        w.h = h;
+        w.hnew = hnew;
+    }
+}
+
 void rnnrt_recurrent_run(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io)
 {
-    int B = io->B, nt = io->nthreads < 1 ? 1 : io->nthreads;
-    if (B == 0 || io->T == 0) {
+    if (io->B == 0 || io->T == 0) {
         return;
     }
-    nt = nt > B ? B : nt;
-    int per = (B + nt - 1) / nt;
-    long stride = rnnrt_recurrent_work_floats(r, per, io->T);
-    if (nt == 1) {           /* no parallel region: it costs a streaming step ~0.5 us */
-        run_block(r, io, 0, per, stride);
+    schedule sc = schedule_of(r, io->B, io->nthreads);
+    long stride = rnnrt_recurrent_work_floats(r, sc.per, io->T);
+    if (sc.nt == 1) {           /* no parallel region: it costs a streaming step ~0.5 us */
+        run_block(r, io, 0, sc.per, stride);
         return;
     }
-    #pragma omp parallel for num_threads(nt) schedule(static, 1)
-    for (int k = 0; k < nt; k++) {
-        run_block(r, io, k, per, stride);
+    if (sc.how == SPLIT_ROWS) {
+        #pragma omp parallel for num_threads(sc.nt) schedule(static, 1)
+        for (int k = 0; k < sc.nt; k++) {
+            run_block(r, io, k, sc.per, stride);
+        }
+        return;
+    }
+    /* The team may be smaller than asked (OMP_THREAD_LIMIT, nesting): shares follow it. */
+    #pragma omp parallel num_threads(sc.nt)
+    {
+        int k = omp_get_thread_num(), team = omp_get_num_threads();
+        if (sc.how == SPLIT_DIRECTIONS) {
+            run_directions(r, io, k, team);
+        } else {
+            run_units(r, io, k, team);
+        }
     }
 }

@@ -50,8 +50,8 @@ typedef struct {
     int time_major, y_layout, state_layout, step_order, masked_carry;
     float clip;                      /* 0: no clip */
     rnnrt_act act[2][3];             /* per direction f, g, h */
-    const float *Wt;                 /* (I, D*G*H) */
-    const float *Rt;                 /* (D, S, G*H) */
+    const float *Wp;                 /* (D, G, P, I, 32) gate panels, P = ceil(H/32): panels.py */
+    const float *Rp;                 /* (D, G, P, S, 32) */
     const float *b;                  /* (D, G*H): input + recurrent bias where they add */
     const float *rbh;                /* (D, H) GRU linear_before_reset recurrent h bias, or NULL */
     const float *P;                  /* (D, 3H) peepholes i, o, f, or NULL */
@@ -70,11 +70,15 @@ typedef struct {
     float *y;                        /* y layout, or NULL */
     float *hn, *cn;                  /* state layout, or NULL; may alias h0 / c0 */
     float *hlast, *clast;            /* (B, D*S) / (B, D*H), or NULL */
-    float *work;                     /* rnnrt_recurrent_work_floats(...) * nthreads */
+    float *work;                     /* rnnrt_recurrent_work(r, B, T, nthreads) floats */
     int nthreads;
 } rnnrt_recurrent_io;
 
 long rnnrt_recurrent_work_floats(const rnnrt_recurrent *r, int rows, int T);
+long rnnrt_recurrent_work(const rnnrt_recurrent *r, int B, int T, int nthreads);
+/* How a call's threads share a layer (recurrent.c explains): the threads used, and *how. */
+enum { SPLIT_ROWS, SPLIT_DIRECTIONS, SPLIT_UNITS };
+int rnnrt_recurrent_threads(const rnnrt_recurrent *r, int B, int nthreads, int *how);
 void rnnrt_recurrent_run(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io);
 
 /* ---- row-wise layers (layers.c); `rows` = product of all axes but the last ---- */
@@ -181,5 +185,22 @@ typedef struct {
  * generated (fewer than `steps` when the stop id came; it is included), RNNRT_GEN_BAD_ID when
  * the plan met an out-of-range id, RNNRT_GEN_NO_SCORE when no token had a usable score. */
 long rnnrt_generate(const rnnrt_op *ops, int n_ops, rnnrt_call *call, rnnrt_generate_args *g);
+
+/* ---- packed GEMM (packed_gemm.c) ---- */
+/* For a constant B (the recurrent weights Rt): packed once, then multiplied with no repacking.
+ * Packed layout: panel p holds columns [32p, 32p + 32) of B as k rows of 32 contiguous floats
+ * (zeros past column n); panels follow one another, panel p at packed + p * k * 32. The
+ * buffer is best 64-byte aligned (any alignment is safe). */
+#define RNNRT_PANEL 32                       /* columns per packed panel */
+long rnnrt_packed_floats(int k, int n);      /* floats needed by rnnrt_pack_b (panels zero-padded) */
+void rnnrt_pack_b(int k, int n, const float *b, int ldb, float *packed);
+/* c[m x (n1-n0)] = a[m x k] @ B[:, n0:n1] (+ beta*c), B given packed; n0 % RNNRT_PANEL == 0,
+ * n1 <= n (n1 need not be a panel multiple). c points at column n0's output (ldc its stride).
+ * beta == 0 never reads c (workspaces may hold NaN). Any m >= 1. */
+void rnnrt_gemm_packed(int m, int n0, int n1, int k, const float *a, int lda,
+                       const float *packed, float beta, float *c, int ldc);
+/* The instruction set the kernel runs with: "avx512", "avx2" or "portable". */
+const char *rnnrt_packed_isa(void);
+/* ---- end packed GEMM ---- */
 
 #endif

@@ -123,7 +123,7 @@ def make_recurrent(name, cell, direction, hidden, input_size, rng, *, x, proj=No
 @st.composite
 def recurrent_layer(draw, name, input_size, x, *, forward_only=False, time_major=None,
                     y_layouts=ir.Y_LAYOUTS, seq_lens=None, mask=None, rng,
-                    direction=None, state_size=None):
+                    direction=None, state_size=None, hidden_sizes=HIDDEN_SIZES):
     """A random Recurrent layer reading `x`; the caller names its outputs.
     state_size fixes S (then hidden = S, no projection)."""
     cell = draw(st.sampled_from(sorted(ir.GATES)))
@@ -131,7 +131,7 @@ def recurrent_layer(draw, name, input_size, x, *, forward_only=False, time_major
         direction = "forward" if forward_only else draw(
             st.sampled_from(["forward", "reverse", "bidirectional"]))
     D = 2 if direction == "bidirectional" else 1
-    hidden = state_size or draw(HIDDEN_SIZES)
+    hidden = state_size or draw(hidden_sizes)
     lstm = cell == "lstm"
     proj = draw(st.integers(1, hidden)) if lstm and not state_size and draw(st.booleans()) \
         else None
@@ -214,10 +214,10 @@ def state_input(name, layer, size):
 # ----------------------------------------------------------------------------- graphs
 
 @st.composite
-def recurrent_cases(draw):
+def recurrent_cases(draw, hidden_sizes=HIDDEN_SIZES, batches=BATCHES):
     """One Recurrent layer with random options, inputs and outputs."""
     rng = np.random.default_rng(draw(SEEDS))
-    B, T, I = draw(BATCHES), draw(TIMES), draw(INPUT_SIZES)
+    B, T, I = draw(batches), draw(TIMES), draw(INPUT_SIZES)
     inputs, layers = [seq_input("x", I)], []
     x, mask = "x", None
     if draw(st.integers(0, 3)) == 0:           # mask from a Masking layer in front
@@ -228,7 +228,8 @@ def recurrent_cases(draw):
     if seq_lens:
         inputs.append(ir.TensorInfo("seq_lens", (None,), "int32"))
     layer = draw(recurrent_layer("rec", I, x, seq_lens=seq_lens, mask=mask, rng=rng,
-                                 time_major=False if mask else None))
+                                 time_major=False if mask else None,
+                                 hidden_sizes=hidden_sizes))
     if draw(st.booleans()):
         layer.h0 = "h0"
         inputs.append(state_input("h0", layer, layer.state_size))
@@ -345,17 +346,19 @@ def stack_cases(draw, forward_only=False, stream=False):
 
 
 @st.composite
-def stream_cases(draw):
+def stream_cases(draw, hidden_sizes=None, batches=BATCHES):
     """Forward-only graphs with one input and one output: a sequence output (y, possibly
-    through slice / dense / activation) or a vector one (TimeStep(-1), h_last or h_n)."""
-    if draw(st.booleans()):
+    through slice / dense / activation) or a vector one (TimeStep(-1), h_last or h_n).
+    hidden_sizes: one recurrent layer of those sizes (default: that, or a random stack)."""
+    if hidden_sizes is None and draw(st.booleans()):
         return draw(stack_cases(stream=True))
     rng = np.random.default_rng(draw(SEEDS))
-    B, T = draw(BATCHES), draw(TIMES)
+    B, T = draw(batches), draw(TIMES)
     inputs, layers = [], []
     t, feat, mask = draw(_front(rng, inputs, layers, draw(INPUT_SIZES)))
     layer = draw(recurrent_layer("rec", feat, t, forward_only=True, time_major=False,
-                                 y_layouts=("btf",), mask=mask, rng=rng))
+                                 y_layouts=("btf",), mask=mask, rng=rng,
+                                 hidden_sizes=HIDDEN_SIZES if hidden_sizes is None else hidden_sizes))
     role = draw(st.sampled_from(["h_last", "h_n"] + (["c_last"] if layer.cell == "lstm"
                                                       else [])))
     setattr(layer, role, role)

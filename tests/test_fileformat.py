@@ -18,7 +18,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import rnnrt
 from rnnrt import fileformat as ff
+from rnnrt import packing
+from strategies import recurrent_cases
 from rnnrt.errors import FormatError
 
 SPEC_MAGIC = b"\x89RNNRT\r\n"
@@ -62,7 +65,7 @@ def parse(data):
     return version, crc, header, data_start, hlen
 
 
-def repack(data, header=None, *, header_bytes=None, magic=SPEC_MAGIC, version=1, crc=None,
+def repack(data, header=None, *, header_bytes=None, magic=SPEC_MAGIC, version=2, crc=None,
            hlen=None):
     """Rebuild a file from `data` with a replaced header (correct CRC unless `crc` is given),
     keeping its data section byte for byte."""
@@ -103,7 +106,7 @@ def mutated(tmp_path, data, fn, **kw):
 
 def test_constants():
     assert ff.MAGIC == SPEC_MAGIC
-    assert ff.FORMAT_VERSION == 1
+    assert ff.FORMAT_VERSION == 2
     assert ff.ALIGNMENT == 64
 
 
@@ -112,7 +115,7 @@ def test_round_trip(tmp_path):
     path = ff.write(tmp_path / "m.rnnrt", GRAPH, tensors, META)
     assert path == str(tmp_path / "m.rnnrt")
     mf = ff.read(path)
-    assert mf.format_version == 1
+    assert mf.format_version == 2
     assert mf.file_size == os.path.getsize(path)
     assert mf.graph == GRAPH
     assert mf.metadata == META
@@ -157,7 +160,7 @@ def test_layout_matches_spec(good):
     little-endian bytes at each offset, zero padding, and the file ending at the last tensor."""
     path, data = good
     version, crc, header, data_start, hlen = parse(data)
-    assert version == 1 and header["format_version"] == 1
+    assert version == 2 and header["format_version"] == 2
     assert crc == zlib.crc32(data[24:24 + hlen])
     assert data_start % 64 == 0 and data_start >= 24 + hlen
     assert not any(data[24 + hlen:data_start])
@@ -341,7 +344,7 @@ def _regions(data):
     """[(start, end, regex)] covering every byte of the file: the error a flip there gives."""
     _, _, header, data_start, hlen = parse(data)
     regions = [(0, 8, r"not an rnnrt file"),
-               (8, 12, r"file is format v\d+; this rnnrt reads up to v1|invalid format version"),
+               (8, 12, r"file is format v\d+; this rnnrt reads up to v2|invalid format version"),
                (12, 16, r"header CRC32 mismatch"),
                (16, 24, r"header length \d+ runs past|header CRC32 mismatch"),
                (24, 24 + hlen, r"header CRC32 mismatch"),
@@ -423,19 +426,19 @@ def test_empty_file_directory_missing_and_device(tmp_path):
         assert "not a regular file" in read_error("/dev/null")
 
 
-@pytest.mark.parametrize("version", [2, 7, 2**32 - 1])
+@pytest.mark.parametrize("version", [3, 7, 2**32 - 1])
 def test_newer_version(good, tmp_path, version):
     path, data = good
     p = put(tmp_path / "v.rnnrt", repack(data, version=version))
-    assert f"file is format v{version}; this rnnrt reads up to v1" in read_error(p)
+    assert f"file is format v{version}; this rnnrt reads up to v2" in read_error(p)
 
 
 def test_version_zero_and_header_version_mismatch(good, tmp_path):
     path, data = good
     assert "invalid format version 0" in read_error(put(tmp_path / "v.rnnrt",
                                                         repack(data, version=0)))
-    p = mutated(tmp_path, data, lambda h: h.update(format_version=2))
-    assert "header says format_version 2 but the preamble says 1" in read_error(p)
+    p = mutated(tmp_path, data, lambda h: h.update(format_version=3))
+    assert "header says format_version 3 but the preamble says 2" in read_error(p)
 
 
 @pytest.mark.parametrize("hlen", [10**6, 2**63, 2**64 - 1])
@@ -595,3 +598,34 @@ def test_garbage_is_always_a_format_error(tmp_path, tail, prefix):
     p = put(tmp_path / "garbage.rnnrt", prefix + tail)
     with pytest.raises(FormatError):
         ff.read(p)
+
+
+def v1_document(graph):
+    """The graph document and tensors format v1 stored: row-major Wt (I, D*G*H) and
+    Rt (D, S, G*H) in place of v2's gate panels; everything else the same."""
+    doc, tensors = packing.graph_document(graph)
+    for spec, layer in zip(doc["layers"], graph.layers):
+        if layer.kind == "Recurrent":
+            params = spec["params"]
+            del tensors[params.pop("Wp")], tensors[params.pop("Rp")]
+            params["Wt"], params["Rt"] = f"{layer.name}.Wt", f"{layer.name}.Rt"
+            W = layer.W.astype(np.float32)
+            tensors[params["Wt"]] = np.concatenate(list(W.transpose(0, 2, 1)), axis=1)
+            tensors[params["Rt"]] = np.ascontiguousarray(
+                layer.R.astype(np.float32).transpose(0, 2, 1))
+    return doc, tensors
+
+
+@settings(max_examples=20, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=recurrent_cases())
+def test_format_v1_files_load_and_run_like_v2(case, tmp_path, monkeypatch):
+    v2 = rnnrt.load(packing.save(case.graph, tmp_path / "v2.rnnrt"), num_threads=1)
+    doc, tensors = v1_document(case.graph)
+    monkeypatch.setattr(ff, "FORMAT_VERSION", 1)
+    path = ff.write(str(tmp_path / "v1.rnnrt"), doc, tensors, {})
+    monkeypatch.undo()
+    v1 = rnnrt.load(path, num_threads=1)
+    assert v1._file.format_version == 1
+    for got, want in zip(v1.run(case.feeds), v2.run(case.feeds)):
+        np.testing.assert_array_equal(got, want)

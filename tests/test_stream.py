@@ -17,6 +17,7 @@ import rnnrt.packing
 from rnnrt import ir
 from reference import float32_tolerance, run_reference_traced
 from strategies import make_recurrent, state_also_data_graph, stream_cases
+from test_engine import tame_wide_recurrence, wide_sum_factor
 
 SETTINGS = settings(max_examples=int(os.environ.get("RNNRT_EXAMPLES", 40)), deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -62,6 +63,19 @@ def test_step_matches_full_run(case, num_threads, tmp_path):
     model = load(case.graph, tmp_path, num_threads)
     want = expected_steps(model, case)
     s = model.stream(batch_size=case.batch)
+    x = the_input(case)
+    for t in range(case.time):
+        assert_close(s.step(x[:, t]), want[t], tol, f"step {t}")
+
+
+@SETTINGS
+@given(case=stream_cases(hidden_sizes=st.integers(120, 240), batches=st.just(1)))
+def test_batch_one_step_on_two_threads_matches_one_thread(case, tmp_path):
+    # A wide layer's batch-1 step splits its units across the threads (src_c/recurrent.c).
+    tame_wide_recurrence(case.graph.layers[-1])
+    tol = tolerance(case) * wide_sum_factor(case.graph.layers[-1])
+    want = expected_steps(load(case.graph, tmp_path, 1), case)
+    s = load(case.graph, tmp_path, 2).stream(batch_size=1)
     x = the_input(case)
     for t in range(case.time):
         assert_close(s.step(x[:, t]), want[t], tol, f"step {t}")

@@ -1,0 +1,313 @@
+/* Single-precision GEMM against a B packed once: the recurrent product h @ Rt.
+ *
+ * Rt (K x N, row-major) is constant for a model's life, while general-purpose sgemm repacks
+ * it on every call (every time step). rnnrt_pack_b lays it out once in the order the
+ * micro-kernel reads it, and rnnrt_gemm_packed multiplies with no packing at all.
+ *
+ * Packed layout: B is cut into column panels of RNNRT_PANEL (32) columns. Panel p holds
+ * columns [32p, 32p + 32) as k rows of 32 contiguous floats (row r of the panel is
+ * B[r, 32p : 32p + 32], zeros past column n), so panel p starts at packed + p * k * 32 and a
+ * panel is one contiguous k * 128-byte stream. With the buffer 64-byte aligned (as in a
+ * .rnnrt file; unaligned loads keep any other buffer safe, only slower), every panel
+ * row is a whole cache line pair, and with AVX-512 exactly two registers.
+ *
+ * Kernel: C is computed one MR x 32 tile at a time, its accumulators in registers: for each
+ * p < k, the panel's row p is loaded once and each of the MR rows of A broadcasts a[i][p] into
+ * a fused multiply-add. Panels are the outer loop and row tiles the inner one, so a panel
+ * (k * 128 bytes: 32 KiB at k = 256) stays in L1 while every row of A passes over it. Rows are
+ * split into tiles of nearly equal height (64 rows: 11,11,11,11,10,10, not 12 x 5 + 4), so no
+ * tile is left thin. With few rows (a streaming step), the k loop keeps several independent
+ * sets of accumulators over alternating p: 2 * rows chains alone cannot hide the FMA latency
+ * (4 cycles, 2 units on Zen 5: 8 chains needed; measured at 4 rows, 1 set: 194 GFLOP/s, 2: 230).
+ *
+ * The instruction set is chosen once, at load, from what the CPU has: AVX-512, AVX2 with FMA,
+ * or a portable C loop; no -march flag is needed. */
+#include <string.h>
+#include "rnnrt.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define PACKED_X86 1
+#include <immintrin.h>
+#endif
+
+#define MR_MAX 12    /* the most rows any variant's tile has */
+
+long rnnrt_packed_floats(int k, int n)
+{
+    long panels = (n + RNNRT_PANEL - 1) / RNNRT_PANEL;
+    return panels * RNNRT_PANEL * (long)k;
+}
+
+void rnnrt_pack_b(int k, int n, const float *b, int ldb, float *packed)
+{
+    for (int j0 = 0; j0 < n; j0 += RNNRT_PANEL) {
+        int w = n - j0 < RNNRT_PANEL ? n - j0 : RNNRT_PANEL;
+        float *panel = packed + (long)(j0 / RNNRT_PANEL) * k * RNNRT_PANEL;
+        for (int r = 0; r < k; r++) {
+            float *dst = panel + (long)r * RNNRT_PANEL;
+            memcpy(dst, b + (long)r * ldb + j0, (size_t)w * sizeof(float));
+            memset(dst + w, 0, (size_t)(RNNRT_PANEL - w) * sizeof(float));
+        }
+    }
+}
+
+/* One tile: c[mr x 32] = a[mr x k] @ panel (+ beta * c); all 32 columns are stored. */
+typedef void (*tile_fn)(int mr, int k, const float *a, int lda, const float *panel,
+                        float beta, float *c, int ldc);
+
+typedef struct {
+    const char *name;
+    int mr_max;
+    tile_fn tile;
+} packed_isa;
+
+/* ---- portable: plain loops the compiler vectorises for whatever the baseline is ---- */
+#define PORTABLE_MR 4
+
+static void tile_portable(int mr, int k, const float *a, int lda, const float *panel,
+                          float beta, float *c, int ldc)
+{
+    float acc[PORTABLE_MR][RNNRT_PANEL] = {{0}};
+    for (int p = 0; p < k; p++) {
+        const float *bp = panel + (long)p * RNNRT_PANEL;
+        for (int i = 0; i < mr; i++) {
+            const float x = a[(long)i * lda + p];
+            for (int j = 0; j < RNNRT_PANEL; j++) {
+                acc[i][j] += x * bp[j];
+            }
+        }
+    }
+    for (int i = 0; i < mr; i++) {
+        float *ci = c + (long)i * ldc;
+        for (int j = 0; j < RNNRT_PANEL; j++) {
+            ci[j] = beta == 0.0f ? acc[i][j] : acc[i][j] + beta * ci[j];
+        }
+    }
+}
+
+static const packed_isa isa_portable = {"portable", PORTABLE_MR, tile_portable};
+
+#ifdef PACKED_X86
+/* ---- AVX-512: 32 columns are 2 zmm per row; 12 rows keep 24 accumulators of 32 ---- */
+#define T512 __attribute__((target("avx512f,avx512vl,fma")))
+#define INLINE static inline __attribute__((always_inline))
+
+/* mr rows, ks independent accumulator sets over alternating p (ks * mr <= 12); both are
+ * constants once inlined, so the arrays below become registers. */
+T512 INLINE void tile512_body(const int mr, const int ks, int k, const float *a, int lda,
+                              const float *panel, float beta, float *c, int ldc)
+{
+    __m512 lo[MR_MAX], hi[MR_MAX];
+#pragma GCC unroll 12
+    for (int t = 0; t < ks * mr; t++) {
+        lo[t] = _mm512_setzero_ps();
+        hi[t] = _mm512_setzero_ps();
+    }
+    int p = 0;
+    for (; p + ks <= k; p += ks) {
+#pragma GCC unroll 4
+        for (int s = 0; s < ks; s++) {
+            const __m512 b0 = _mm512_loadu_ps(panel + (long)(p + s) * RNNRT_PANEL);
+            const __m512 b1 = _mm512_loadu_ps(panel + (long)(p + s) * RNNRT_PANEL + 16);
+#pragma GCC unroll 12
+            for (int i = 0; i < mr; i++) {
+                const __m512 x = _mm512_set1_ps(a[(long)i * lda + p + s]);
+                lo[s * mr + i] = _mm512_fmadd_ps(x, b0, lo[s * mr + i]);
+                hi[s * mr + i] = _mm512_fmadd_ps(x, b1, hi[s * mr + i]);
+            }
+        }
+    }
+    for (; p < k; p++) {
+        const __m512 b0 = _mm512_loadu_ps(panel + (long)p * RNNRT_PANEL);
+        const __m512 b1 = _mm512_loadu_ps(panel + (long)p * RNNRT_PANEL + 16);
+#pragma GCC unroll 12
+        for (int i = 0; i < mr; i++) {
+            const __m512 x = _mm512_set1_ps(a[(long)i * lda + p]);
+            lo[i] = _mm512_fmadd_ps(x, b0, lo[i]);
+            hi[i] = _mm512_fmadd_ps(x, b1, hi[i]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int s = 1; s < ks; s++) {
+#pragma GCC unroll 12
+        for (int i = 0; i < mr; i++) {
+            lo[i] = _mm512_add_ps(lo[i], lo[s * mr + i]);
+            hi[i] = _mm512_add_ps(hi[i], hi[s * mr + i]);
+        }
+    }
+    const __m512 vb = _mm512_set1_ps(beta);
+#pragma GCC unroll 12
+    for (int i = 0; i < mr; i++) {
+        float *ci = c + (long)i * ldc;
+        if (beta == 0.0f) {            /* never read c: a workspace may hold NaN */
+            _mm512_storeu_ps(ci, lo[i]);
+            _mm512_storeu_ps(ci + 16, hi[i]);
+        } else {
+            _mm512_storeu_ps(ci, _mm512_fmadd_ps(vb, _mm512_loadu_ps(ci), lo[i]));
+            _mm512_storeu_ps(ci + 16, _mm512_fmadd_ps(vb, _mm512_loadu_ps(ci + 16), hi[i]));
+        }
+    }
+}
+
+T512 static void tile_avx512(int mr, int k, const float *a, int lda, const float *panel,
+                             float beta, float *c, int ldc)
+{
+#define CASE512(MR, KS) \
+    case MR: tile512_body(MR, KS, k, a, lda, panel, beta, c, ldc); break
+    switch (mr) {
+        CASE512(1, 4); CASE512(2, 2); CASE512(3, 2); CASE512(4, 2); CASE512(5, 2);
+        CASE512(6, 2); CASE512(7, 1); CASE512(8, 1); CASE512(9, 1); CASE512(10, 1);
+        CASE512(11, 1); CASE512(12, 1);
+        default: break;
+    }
+#undef CASE512
+}
+
+static const packed_isa isa_avx512 = {"avx512", 12, tile_avx512};
+
+/* ---- AVX2 with FMA: 4 ymm per row, 16 registers: 3 rows (12 accumulators) ---- */
+#define T256 __attribute__((target("avx2,fma")))
+
+T256 INLINE void tile256_body(const int mr, const int ks, int k, const float *a, int lda,
+                              const float *panel, float beta, float *c, int ldc)
+{
+    __m256 acc[3][4];                  /* [set * mr + row][quarter]; ks * mr <= 3 */
+#pragma GCC unroll 3
+    for (int t = 0; t < ks * mr; t++) {
+#pragma GCC unroll 4
+        for (int q = 0; q < 4; q++) {
+            acc[t][q] = _mm256_setzero_ps();
+        }
+    }
+    int p = 0;
+    for (; p + ks <= k; p += ks) {
+#pragma GCC unroll 3
+        for (int s = 0; s < ks; s++) {
+            const float *bp = panel + (long)(p + s) * RNNRT_PANEL;
+#pragma GCC unroll 3
+            for (int i = 0; i < mr; i++) {
+                const __m256 x = _mm256_broadcast_ss(a + (long)i * lda + p + s);
+#pragma GCC unroll 4
+                for (int q = 0; q < 4; q++) {
+                    acc[s * mr + i][q] = _mm256_fmadd_ps(x, _mm256_loadu_ps(bp + 8 * q),
+                                                         acc[s * mr + i][q]);
+                }
+            }
+        }
+    }
+    for (; p < k; p++) {
+        const float *bp = panel + (long)p * RNNRT_PANEL;
+#pragma GCC unroll 3
+        for (int i = 0; i < mr; i++) {
+            const __m256 x = _mm256_broadcast_ss(a + (long)i * lda + p);
+#pragma GCC unroll 4
+            for (int q = 0; q < 4; q++) {
+                acc[i][q] = _mm256_fmadd_ps(x, _mm256_loadu_ps(bp + 8 * q), acc[i][q]);
+            }
+        }
+    }
+#pragma GCC unroll 3
+    for (int s = 1; s < ks; s++) {
+#pragma GCC unroll 3
+        for (int i = 0; i < mr; i++) {
+#pragma GCC unroll 4
+            for (int q = 0; q < 4; q++) {
+                acc[i][q] = _mm256_add_ps(acc[i][q], acc[s * mr + i][q]);
+            }
+        }
+    }
+    const __m256 vb = _mm256_set1_ps(beta);
+#pragma GCC unroll 3
+    for (int i = 0; i < mr; i++) {
+        float *ci = c + (long)i * ldc;
+#pragma GCC unroll 4
+        for (int q = 0; q < 4; q++) {
+            if (beta == 0.0f) {
+                _mm256_storeu_ps(ci + 8 * q, acc[i][q]);
+            } else {
+                _mm256_storeu_ps(ci + 8 * q,
+                                 _mm256_fmadd_ps(vb, _mm256_loadu_ps(ci + 8 * q), acc[i][q]));
+            }
+        }
+    }
+}
+
+T256 static void tile_avx2(int mr, int k, const float *a, int lda, const float *panel,
+                           float beta, float *c, int ldc)
+{
+    switch (mr) {
+        case 1: tile256_body(1, 2, k, a, lda, panel, beta, c, ldc); break;
+        case 2: tile256_body(2, 1, k, a, lda, panel, beta, c, ldc); break;
+        case 3: tile256_body(3, 1, k, a, lda, panel, beta, c, ldc); break;
+        default: break;
+    }
+}
+
+static const packed_isa isa_avx2 = {"avx2", 3, tile_avx2};
+#endif /* PACKED_X86 */
+
+/* The variant in use: the best the CPU has, set before anything else runs. */
+static const packed_isa *packed_isa_used = &isa_portable;
+
+#ifdef PACKED_X86
+__attribute__((constructor)) static void packed_isa_pick(void)
+{
+    __builtin_cpu_init();   /* constructors may run before libgcc's own CPU detection */
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("fma")) {
+        packed_isa_used = &isa_avx512;
+    } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        packed_isa_used = &isa_avx2;
+    }
+}
+#endif
+
+static void gemm_packed_with(const packed_isa *isa, int m, int n0, int n1, int k,
+                             const float *a, int lda, const float *packed, float beta,
+                             float *c, int ldc)
+{
+    if (m <= 0 || n1 <= n0) {
+        return;
+    }
+    /* Row tiles of nearly equal height: `tiles` of them, the first `tall` one row taller. */
+    const int tiles = (m + isa->mr_max - 1) / isa->mr_max;
+    const int short_rows = m / tiles, tall = m % tiles;
+    for (int j0 = n0; j0 < n1; j0 += RNNRT_PANEL) {
+        const float *panel = packed + (long)(j0 / RNNRT_PANEL) * k * RNNRT_PANEL;
+        const int w = n1 - j0 < RNNRT_PANEL ? n1 - j0 : RNNRT_PANEL;
+        float *cj = c + (j0 - n0);
+        int i0 = 0;
+        for (int t = 0; t < tiles; t++) {
+            const int mr = short_rows + (t < tall);
+            const float *ai = a + (long)i0 * lda;
+            float *ci = cj + (long)i0 * ldc;
+            if (w == RNNRT_PANEL) {
+                isa->tile(mr, k, ai, lda, panel, beta, ci, ldc);
+            } else {
+                /* The last, partial panel: the whole tile into a scratch, then the columns
+                 * that exist (the panel's zero padding makes the rest zeros). */
+                float scratch[MR_MAX * RNNRT_PANEL];
+                isa->tile(mr, k, ai, lda, panel, 0.0f, scratch, RNNRT_PANEL);
+                for (int i = 0; i < mr; i++) {
+                    float *cr = ci + (long)i * ldc;
+                    const float *sr = scratch + i * RNNRT_PANEL;
+                    for (int j = 0; j < w; j++) {
+                        cr[j] = beta == 0.0f ? sr[j] : sr[j] + beta * cr[j];
+                    }
+                }
+            }
+            i0 += mr;
+        }
+    }
+}
+
+void rnnrt_gemm_packed(int m, int n0, int n1, int k, const float *a, int lda,
+                       const float *packed, float beta, float *c, int ldc)
+{
+    gemm_packed_with(packed_isa_used, m, n0, n1, k, a, lda, packed, beta, c, ldc);
+}
+
+const char *rnnrt_packed_isa(void)
+{
+    return packed_isa_used->name;
+}
