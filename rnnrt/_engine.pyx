@@ -62,7 +62,7 @@ cdef extern from "rnnrt.h" nogil:
         long bad_id_op
 
     int RNNRT_MAX_IO
-    int rnnrt_recurrent_threads(const rnnrt_recurrent *r, int B, int nthreads, int *how)
+    int rnnrt_recurrent_threads(const rnnrt_recurrent *r, int B, int T, int nthreads, int *how)
     long rnnrt_plan_work_floats(const rnnrt_op *ops, int n_ops, int B, const int *T, int nthreads)
     void rnnrt_plan_run(const rnnrt_op *ops, int n_ops, rnnrt_call *call)
     void rnnrt_blas_single_thread()
@@ -257,13 +257,14 @@ cdef class Engine:
         fill_times(T, Ts)
         return rnnrt_plan_work_floats(self.ops, self.n_ops, B, T, nthreads)
 
-    def thread_schedule(self, int B, int nthreads):
-        """[(op index, "rows" | "directions" | "units", threads)] for each recurrent op."""
+    def thread_schedule(self, int B, int T, int nthreads):
+        """[(op index, "rows" | "directions" | "units", threads)] for each recurrent op, for
+        a batch of B sequences of T steps (T = 1: a streaming step)."""
         cdef int how
         out = []
         for i in range(self.n_ops):
             if self.ops[i].kind == 0:   # OP_RECURRENT (plan.OP_CODES)
-                n = rnnrt_recurrent_threads(&self.ops[i].rec, B, nthreads, &how)
+                n = rnnrt_recurrent_threads(&self.ops[i].rec, B, T, nthreads, &how)
                 out.append((i, ("rows", "directions", "units")[how], n))
         return out
 

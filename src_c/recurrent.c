@@ -125,8 +125,8 @@ static inline void add_inputs(float *pre, const float *gx, const float *b, int n
 }
 
 /* pre[gH + u] += gx[gH + u] + b[gH + u] for gates g0..g1-1 and the thread's units u. */
-static void add_gate_inputs(const rnnrt_recurrent *r, int d, float *pre, const float *gx,
-                            int g0, int g1, units u)
+DISPATCH static void add_gate_inputs(const rnnrt_recurrent *r, int d, float *pre,
+                                     const float *gx, int g0, int g1, units u)
 {
     const float *b = r->b + (long)d * r->G * r->H;
     for (int g = g0; g < g1; g++) {
@@ -137,8 +137,8 @@ static void add_gate_inputs(const rnnrt_recurrent *r, int d, float *pre, const f
 
 /* LSTM epilogue for one row's units: gates in pre (order i, o, f, c), cell c in place,
  * writes o*h(c) to out. c and out are the row's whole vectors. */
-static void lstm_row(const rnnrt_recurrent *r, int d, float *pre, const float *gx, float *c,
-                     float *out, units u)
+DISPATCH static void lstm_row(const rnnrt_recurrent *r, int d, float *pre, const float *gx,
+                              float *c, float *out, units u)
 {
     int H = r->H, n = u.u1 - u.u0;
     const rnnrt_act *act = r->act[d];
@@ -189,8 +189,8 @@ static void gru_gates_row(const rnnrt_recurrent *r, int d, float *pre, const flo
 
 /* GRU candidate and new state for one row's units; pre[2H:3H] holds Rh h (lbr) or
  * Rh (r*h). h and hnew are the row's whole vectors. */
-static void gru_state_row(const rnnrt_recurrent *r, int d, float *pre, const float *gx,
-                          const float *h, float *hnew, units u)
+DISPATCH static void gru_state_row(const rnnrt_recurrent *r, int d, float *pre,
+                                   const float *gx, const float *h, float *hnew, units u)
 {
     int H = r->H, n = u.u1 - u.u0;
     const float *z = pre + u.u0, *rg = z + H, *b = r->b + (long)d * r->G * H + 2 * H + u.u0;
@@ -247,11 +247,40 @@ static row_step step_of(const rnnrt_recurrent_io *io, int reverse, int b, int s)
     return rs;
 }
 
+/* From this many rows, a direction projects each step's inputs just before its recurrent
+ * product, into a (rows, D*G*H) gx that stays in L2, instead of all steps at once into a
+ * (rows, T, D*G*H) one that streams through memory (13 MB at 64 rows, T = 50, H = 256);
+ * the product still has enough rows to run at the kernel's full rate. It needs one input
+ * time per step for all rows, which reversed rows of different lengths do not have. */
+#define STEPWISE_MIN_ROWS 8
+
+static int stepwise_inputs(const rnnrt_recurrent_io *io, int reverse, int rows)
+{
+    return rows >= STEPWISE_MIN_ROWS && !(reverse && io->lens);
+}
+
+/* gx[bi, (d, g)] = x[b0 + bi, t, :] @ W[d, g] for every gate g, at one time t. */
+static void project_step(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io, int b0,
+                         int rows, int t, int d, float *gx)
+{
+    int I = r->In, H = r->H, N = r->D * r->G * H;
+    const float *x = r->time_major ? io->x + ((long)t * io->B + b0) * I
+                                   : io->x + ((long)b0 * io->T + t) * I;
+    int lda = r->time_major ? I : io->T * I;
+    for (int g = 0; g < r->G; g++) {
+        rnnrt_gemm_packed(rows, 0, H, I, x, lda, gate_panels(r, r->Wp, I, d, g), 0.0f,
+                          gx + ((long)d * r->G + g) * H, N);
+    }
+}
+
 static void run_direction(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io, int d,
                           int b0, int rows, scratch *w, units u)
 {
     int B = io->B, T = io->T, H = r->H, S = r->S, GH = r->G * H, N = r->D * GH;
     int reverse = (d == 1) || r->reverse_only;
+    int stepwise = !u.split && stepwise_inputs(io, reverse, rows);
+    /* Row bi's input projections at time t. */
+#define GX(bi, t) (w->gx + (stepwise ? (long)(bi) : (long)(bi) * T + (t)) * N + d * GH)
     /* This thread's slice of each state vector: its units (S == H when units are split,
      * since a projection mixes all units), and of the cell state. */
     int s0 = u.split ? u.u0 : 0, sn = u.split ? u.u1 - u.u0 : S;
@@ -290,6 +319,9 @@ static void run_direction(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io
 
     for (int s = 0; s < steps; s++) {
         int gru_before = r->cell == CELL_GRU && !r->lbr;
+        if (stepwise) {
+            project_step(r, io, b0, rows, reverse ? T - 1 - s : s, d, w->gx);
+        }
         /* Recurrent GEMM; GRU with reset before the matmul does its h part later. */
         recurrent_gemm(r, d, rows, w->h, 0, gru_before ? 2 : r->G, u, w->gr);
         if (gru_before) {
@@ -298,7 +330,7 @@ static void run_direction(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io
                 float *pre = w->gr + (long)bi * GH, *rh = w->tmp + (long)bi * S + s0;
                 const float *h = w->h + (long)bi * S + s0;
                 if (rs.update) {
-                    gru_gates_row(r, d, pre, w->gx + ((long)bi * T + rs.t) * N + d * GH, u);
+                    gru_gates_row(r, d, pre, GX(bi, rs.t), u);
                     for (int j = 0; j < sn; j++) {
                         rh[j] = pre[H + s0 + j] * h[j];
                     }
@@ -315,7 +347,7 @@ static void run_direction(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io
                 continue;
             }
             float *pre = w->gr + (long)bi * GH;
-            const float *gx = w->gx + ((long)bi * T + rs.t) * N + d * GH;
+            const float *gx = GX(bi, rs.t);
             float *hnew = w->hnew + (long)bi * S;
             switch (r->cell) {
             case CELL_RNN:
@@ -379,6 +411,8 @@ static void run_direction(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io
     }
 }
 
+#undef GX
+
 /* ---- how the threads of one call share the work ----
  * ROWS: each thread runs a block of batch rows through every step and direction on its own
  * (no barrier per step). With fewer rows than threads (a batch-1 stream or sequence), that
@@ -390,16 +424,20 @@ static void run_direction(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io
  * product). A projection mixes all units each step, so it stays on ROWS. */
 /* Unit shares are whole panels of 32 units (rnnrt/panels.py): a thread reads only its
  * panels, and never writes a cache line another thread writes. */
-/* Below this many bytes of recurrent weights, a step takes a few microseconds and a second
- * thread's wake-up and barrier cost more than it saves (measured: benchmarks/compare.py A). */
-#define UNITS_MIN_BYTES (160L * 1024)
+/* Below this many bytes of recurrent weights a step takes a few microseconds, and a second
+ * thread costs more than it saves: its wake-up at each call (a streaming step, T = 1), or
+ * the barrier at each step (a sequence). Measured with benchmarks/compare.py A and B: a
+ * step gains from 768 KiB (GRU-256) and loses at 256 KiB (LSTM-128, SimpleRNN-256); a
+ * sequence gains at 256 KiB (LSTM-128) and not at 192 KiB (GRU-128). */
+#define UNITS_MIN_BYTES_STEP (512L * 1024)
+#define UNITS_MIN_BYTES_SEQUENCE (224L * 1024)
 
 typedef struct {
     int how, nt;
     int per;        /* ROWS: rows per thread */
 } schedule;
 
-static schedule schedule_of(const rnnrt_recurrent *r, int B, int nthreads)
+static schedule schedule_of(const rnnrt_recurrent *r, int B, int T, int nthreads)
 {
     schedule sc = {SPLIT_ROWS, nthreads < 1 ? 1 : nthreads, 0};
     if (sc.nt > B) {
@@ -410,7 +448,8 @@ static schedule schedule_of(const rnnrt_recurrent *r, int B, int nthreads)
             return sc;
         }
         int most = (r->H + RNNRT_PANEL - 1) / RNNRT_PANEL;   /* one panel each at least */
-        if (!r->Projt && rbytes >= UNITS_MIN_BYTES && most >= 2) {
+        long least = T == 1 ? UNITS_MIN_BYTES_STEP : UNITS_MIN_BYTES_SEQUENCE;
+        if (!r->Projt && rbytes >= least && most >= 2) {
             sc.how = SPLIT_UNITS;
             sc.nt = sc.nt < most ? sc.nt : most;
             return sc;
@@ -422,16 +461,16 @@ static schedule schedule_of(const rnnrt_recurrent *r, int B, int nthreads)
     return sc;
 }
 
-int rnnrt_recurrent_threads(const rnnrt_recurrent *r, int B, int nthreads, int *how)
+int rnnrt_recurrent_threads(const rnnrt_recurrent *r, int B, int T, int nthreads, int *how)
 {
-    schedule sc = schedule_of(r, B, nthreads);
+    schedule sc = schedule_of(r, B, T, nthreads);
     *how = sc.how;
     return sc.nt;
 }
 
 long rnnrt_recurrent_work(const rnnrt_recurrent *r, int B, int T, int nthreads)
 {
-    schedule sc = schedule_of(r, B, nthreads);
+    schedule sc = schedule_of(r, B, T, nthreads);
     switch (sc.how) {
     case SPLIT_DIRECTIONS: return 2 * rnnrt_recurrent_work_floats(r, B, T);
     case SPLIT_UNITS: return rnnrt_recurrent_work_floats(r, B, T);   /* shared by all */
@@ -449,7 +488,9 @@ static void run_block(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io, in
     if (rows > 0) {
         scratch w = carve(r, io->work + k * stride, rows, io->T);
         for (int d = 0; d < r->D; d++) {
-            project_inputs(r, io, b0, rows, w.gx, d, all);
+            if (!stepwise_inputs(io, d == 1 || r->reverse_only, rows)) {
+                project_inputs(r, io, b0, rows, w.gx, d, all);
+            }
         }
         for (int d = 0; d < r->D; d++) {
             float *h = w.h, *hnew = w.hnew;
@@ -494,7 +535,7 @@ void rnnrt_recurrent_run(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io)
     if (io->B == 0 || io->T == 0) {
         return;
     }
-    schedule sc = schedule_of(r, io->B, io->nthreads);
+    schedule sc = schedule_of(r, io->B, io->T, io->nthreads);
     long stride = rnnrt_recurrent_work_floats(r, sc.per, io->T);
     if (sc.nt == 1) {           /* no parallel region: it costs a streaming step ~0.5 us */
         run_block(r, io, 0, sc.per, stride);

@@ -78,7 +78,7 @@ long rnnrt_recurrent_work_floats(const rnnrt_recurrent *r, int rows, int T);
 long rnnrt_recurrent_work(const rnnrt_recurrent *r, int B, int T, int nthreads);
 /* How a call's threads share a layer (recurrent.c explains): the threads used, and *how. */
 enum { SPLIT_ROWS, SPLIT_DIRECTIONS, SPLIT_UNITS };
-int rnnrt_recurrent_threads(const rnnrt_recurrent *r, int B, int nthreads, int *how);
+int rnnrt_recurrent_threads(const rnnrt_recurrent *r, int B, int T, int nthreads, int *how);
 void rnnrt_recurrent_run(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io);
 
 /* ---- row-wise layers (layers.c); `rows` = product of all axes but the last ---- */

@@ -68,6 +68,14 @@ def test_stacked_graph_matches_reference(case, num_threads, tmp_path):
 
 
 @SETTINGS
+@given(case=recurrent_cases(batches=st.integers(8, 24)), num_threads=st.sampled_from([1, 2]))
+def test_blocks_of_many_rows_match_reference(case, num_threads, tmp_path):
+    # From 8 rows a block projects each step's inputs just before its recurrent product
+    # (STEPWISE_MIN_ROWS in src_c/recurrent.c), except reversed rows of different lengths.
+    check_against_oracle(case, tmp_path, num_threads)
+
+
+@SETTINGS
 @given(case=st.one_of(recurrent_cases(), stack_cases()))
 def test_one_and_two_threads_agree(case, tmp_path):
     # Rows are split across threads and BLAS blocks the smaller GEMMs differently: close,
@@ -77,6 +85,12 @@ def test_one_and_two_threads_agree(case, tmp_path):
     one = load(case, tmp_path, 1).run(case.feeds)
     two = load(case, tmp_path, 2).run(case.feeds)
     assert_outputs_close(two, one, tol / 2, "2 threads vs 1")
+
+
+def least_split_bytes(T):
+    """Recurrent weight bytes from which a batch-1 layer splits its units across threads
+    (UNITS_MIN_BYTES_* in src_c/recurrent.c)."""
+    return (512 if T == 1 else 224) * 1024
 
 
 def tame_wide_recurrence(layer):
@@ -92,10 +106,10 @@ def wide_sum_factor(layer):
     return max(1.0, (layer.state_size / 40) ** 0.5)
 
 
-# Wide enough for a batch-1 step to be split across threads (UNITS_MIN_BYTES in
-# src_c/recurrent.c): LSTM from H=103, GRU from 119, SimpleRNN from 205; odd sizes leave
-# uneven shares.
-WIDE = st.one_of(st.integers(100, 170), st.integers(200, 240))
+# Wide enough for a batch-1 sequence to be split across threads (UNITS_MIN_BYTES_SEQUENCE
+# in src_c/recurrent.c): LSTM from H=120, GRU from 139, SimpleRNN from 240; a step (T = 1)
+# from 512 KiB; odd sizes leave uneven shares.
+WIDE = st.one_of(st.integers(100, 170), st.integers(200, 260))
 
 
 @SETTINGS
@@ -110,12 +124,12 @@ def test_fewer_rows_than_threads_split_units_or_directions(case, num_threads, tm
     want, tol = oracle(case)
     tol *= wide_sum_factor(case.graph.layers[-1])
     model = load(case, tmp_path, num_threads)
-    [(_, how, used)] = model._engine.thread_schedule(case.batch, num_threads)
+    [(_, how, used)] = model._engine.thread_schedule(case.batch, case.time, num_threads)
     rec = case.graph.layers[-1]
     S, G = rec.state_size, len(ir.GATES[rec.cell])
     if rec.direction == "bidirectional":
         assert (how, used) == ("directions", 2)
-    elif rec.Proj is None and 4 * S * G * rec.hidden_size >= 160 * 1024:
+    elif rec.Proj is None and 4 * S * G * rec.hidden_size >= least_split_bytes(case.time):
         assert (how, used) == ("units", num_threads)
     else:
         assert (how, used) == ("rows", case.batch)
