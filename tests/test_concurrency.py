@@ -160,7 +160,7 @@ def test_run_step_pool_step_and_generate_release_the_gil(tmp_path):
     pool = model.stream_pool(4096)
     ids = [pool.open() for _ in range(4096)]
     calls = {
-        "run": lambda: model.run(rng.uniform(-1, 1, (8, 300, 64)).astype(np.float32)),
+        "run": lambda: model.run(rng.uniform(-1, 1, (8, 1500, 64)).astype(np.float32)),
         "step": lambda: [stream.step(rows) for _ in range(2)],
         "pool step": lambda: [pool.step(ids, rows) for _ in range(2)],
         "generate": lambda: model.generate(rows[:2], 6000),
