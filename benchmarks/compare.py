@@ -9,7 +9,8 @@ each engine; every engine's output checked against the NumPy oracle of tests/ref
 rounds by rnnrt.bench.measure (warm-up, many calls, rounds disturbed by other load run
 again). Prints one table (latency, GFLOP/s and fraction of the measured sgemm rate,
 distance to the floor, rnnrt's time over each peer's), and writes DIR/compare.json (every
-raw figure), DIR/compare.txt (the table) and DIR/compare.png (latency against size).
+raw figure), DIR/compare.txt (the table), DIR/compare.md (the README's tables) and
+DIR/compare.png (latency against size).
 
 A peer that is not installed is skipped with a note. The exit status is 1 when an engine
 disagrees with the oracle or fails, 0 otherwise.
@@ -226,8 +227,10 @@ def main(argv=None) -> int:
         json.dump(doc, f, indent=1)
     with open(os.path.join(args.out, "compare.txt"), "w") as f:
         f.write(text + "\n")
+    with open(os.path.join(args.out, "compare.md"), "w") as f:
+        f.write(report.markdown(doc) + "\n")
     png = report.plot(doc, os.path.join(args.out, "compare.png"))
-    print(f"\nwrote {os.path.join(args.out, 'compare.json')}, compare.txt"
+    print(f"\nwrote {os.path.join(args.out, 'compare.json')}, compare.txt, compare.md"
           + (", compare.png" if png else " (no plot: matplotlib is not installed)"))
     failed = [(r["label"], name, why) for r in results for name, why in r["failed"].items()]
     return 1 if failed else 0

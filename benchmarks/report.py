@@ -105,6 +105,40 @@ def _startup_rows(doc) -> list:
     return out
 
 
+def _primary(r, family):
+    """The engine row the README quotes for a family: the first (the plain call)."""
+    return next((e for e in r["engines"].values() if e["family"] == family), None)
+
+
+def markdown(doc) -> str:
+    """The README's tables: per case rnnrt, its distance to the floor (1 thread), and each
+    peer's plain call with rnnrt's time over it; then start-up."""
+    out = ["| | case | rnnrt | x floor | onnxruntime | rnnrt / ort | PyTorch | rnnrt / torch |",
+           "|---|---|---|---|---|---|---|---|"]
+    for r in doc["cases"]:
+        size = f"B={r['batch']}" if r["scenario"] == "C" else f"H={r['hidden']} I={r['input']}"
+        row = [r["scenario"], f"{scenarios.CELL_LABEL[r['cell']]} {size} {r['threads']}t"]
+        ours = _primary(r, "rnnrt")
+        row += [fmt_time(ours["median_s"]) if ours else "-",
+                f"{ours['x_floor']:.2f}" if ours and r["threads"] == 1 else "-"]
+        for family in ("onnxruntime", "torch"):
+            e = _primary(r, family)
+            row += [fmt_time(e["median_s"]), f"{e['rnnrt_over_this']:.2f}"] if e else ["-", "-"]
+        out.append("| " + " | ".join(row) + " |")
+    s = doc.get("startup")
+    if s:
+        base = s["numpy_alone"]
+        out += ["", "| D: 50 MB model | import over numpy | first load | second load | peak RSS |",
+                "|---|---|---|---|---|"]
+        for cell, fams in s["cells"].items():
+            for fam, e in fams.items():
+                out.append(f"| {scenarios.CELL_LABEL[cell]} {fam} | {fmt_time(e['import_s'])} | "
+                           f"{fmt_time(e['load_s'])} | {fmt_time(e['second_load_s'])} | "
+                           f"{e['peak_rss_kib'] / 1024:.0f} MiB |")
+        out.append(f"| numpy alone | - | - | - | {base['peak_rss_kib'] / 1024:.0f} MiB |")
+    return "\n".join(out)
+
+
 def table(doc) -> str:
     lines = header(doc) + [""]
     if doc["cases"]:
