@@ -32,7 +32,6 @@ import json
 import math
 import mmap
 import os
-import secrets
 import stat
 import struct
 import sys
@@ -194,7 +193,7 @@ def _create_temp(directory, base):
     """Create an exclusively new file next to the target; return (its path, open fd).
     Mode 0o666 lets the umask decide permissions, as for any new file."""
     while True:
-        tmp = os.path.join(directory, f".{base}.{secrets.token_hex(6)}.tmp")
+        tmp = os.path.join(directory, f".{base}.{os.urandom(6).hex()}.tmp")  # unguessable
         try:
             return tmp, os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except FileExistsError:
