@@ -11,12 +11,12 @@
 
 /* e^x by range reduction x = n ln2 + r, |r| <= ln2/2, and a degree-6 polynomial for e^r
  * (relative error ~2 ulp). Inputs are clamped so that 2^n stays a normal float; NaN stays
- * NaN (it flows through r; n is computed from a NaN-free copy to keep the int cast defined). */
+ * NaN: it flows through r and p, while the integer cast takes a clamped copy of n, which a
+ * NaN compares out of (a NaN-free copy of x instead made GCC compute everything twice). */
 static inline float vexpf(float x)
 {
     float xc = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
-    float xs = xc == xc ? xc : 0.0f;
-    float n = (xs * 1.44269504088896341f + 12582912.0f) - 12582912.0f;   /* round to nearest */
+    float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;   /* round to nearest */
     float r = xc - n * 0.693359375f + n * 2.12194440e-4f;
     float p = 1.9875691500e-4f;
     p = p * r + 1.3981999507e-3f;
@@ -25,7 +25,8 @@ static inline float vexpf(float x)
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23;
+    float nc = n >= -126.0f ? n : -126.0f;
+    int32_t bits = ((int32_t)nc + 127) << 23;
     float scale;
     memcpy(&scale, &bits, sizeof scale);
     return p * scale;
