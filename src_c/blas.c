@@ -1,5 +1,7 @@
 /* The one seam to BLAS: scipy-openblas32's prefixed CBLAS, single-threaded inside our
- * OpenMP threads (all parallelism is ours), and our own kernel for a few rows. */
+ * OpenMP threads (all parallelism is ours), and our own kernel for a few rows. It serves the
+ * products whose weights are not in gate panels: Dense heads and the LSTM projection (the
+ * recurrent layers' own products use packed_gemm.c). */
 #include <cblas.h>
 #include "rnnrt.h"
 
