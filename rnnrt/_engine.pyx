@@ -72,6 +72,7 @@ cdef extern from "rnnrt.h" nogil:
 from libc.stdint cimport uint64_t
 
 cdef extern from "rnnrt.h" nogil:
+    const char *rnnrt_packed_isa()
     void rnnrt_pool_step(const rnnrt_op *ops, int n_ops, rnnrt_call *call, float **store_h,
                          float **store_c, const int64_t *rows, int n)
 
@@ -134,6 +135,11 @@ cdef void release_call(rnnrt_call *call):
     call.slots = NULL
     call.state_h = NULL
     call.state_c = NULL
+
+
+def kernel_isa():
+    """The instruction set of the gate-product kernel in use: avx512, avx2 or portable."""
+    return rnnrt_packed_isa().decode()
 
 
 def rng_draws(uint64_t seed, Py_ssize_t n):

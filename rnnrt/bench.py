@@ -473,6 +473,15 @@ def _agreement(ours: np.ndarray, theirs: np.ndarray) -> list:
     return lines
 
 
+def engine_line(model, batch: int, time: int, threads: int) -> str:
+    """Which kernel runs the gate products, and how each recurrent layer uses the threads
+    (src_c/recurrent.c: rows, directions or units) for this batch and length."""
+    from ._engine import kernel_isa
+    layers = model._engine.thread_schedule(batch, time, threads)
+    how = ", ".join(f"{split} on {n}" for _, split, n in layers) or "none"
+    return f"engine: {kernel_isa()} gate kernel; recurrent layers split by {how} thread(s)"
+
+
 def main(args) -> None:
     """The `rnnrt bench` subcommand: measure, then print the table (and write JSON)."""
     from . import load
@@ -518,6 +527,7 @@ def main(args) -> None:
     print(f"{args.model}: batch {args.batch}, time {args.time}, {threads} thread(s); "
           f"{args.rounds} interleaved rounds ({m.redone} redone, {m.disturbed_kept} disturbed "
           f"kept); time per call")
+    print(engine_line(model, args.batch, args.time, threads))
     print(f"{'':<18}{'median':>11}{'p10':>12}{'p90':>12}{'GFLOP/s':>10}  calls")
     for name, st in m.stats.items():
         gf = flops[name] / st.median / 1e9 if st.median > 0 else float("nan")
