@@ -8,9 +8,19 @@ import sys
 
 import numpy as np
 
+from .panels import PANEL, panel_count
+
 
 def _fmt_shape(shape) -> str:
     return "(" + ", ".join("?" if d is None or isinstance(d, str) else str(d) for d in shape) + ")"
+
+
+def _weights(layer, role, arr) -> int:
+    """How many weights a tensor holds: gate panels (rnnrt/panels.py) less their padding."""
+    if role in ("Wp", "Rp"):
+        H = layer["attrs"]["hidden_size"]
+        return int(arr.size) * H // (panel_count(H) * PANEL)
+    return int(arr.size)
 
 
 def describe(model) -> str:
@@ -26,7 +36,7 @@ def describe(model) -> str:
     total = 0
     for layer in model.graph["layers"]:
         a = layer["attrs"]
-        count = sum(int(tensors[t].size) for t in layer["params"].values())
+        count = sum(_weights(layer, role, tensors[t]) for role, t in layer["params"].items())
         total += count
         what = layer["kind"]
         if what == "Recurrent":

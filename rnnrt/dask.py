@@ -61,7 +61,8 @@ def predict(model_path, data, *, output=0, num_threads=None, verify=True):
                          f"got {type(model_path).__name__}"
                          + (" (pass model.path)" if hasattr(model_path, "path") else ""))
     path = os.path.abspath(os.fspath(model_path))   # workers may have another cwd
-    model = cache.load(path, num_threads=num_threads, verify=verify)  # checks the file here
+    model = cache.load(path, num_threads=num_threads, verify=verify)
+    model._verified_for_use()   # a damaged file fails here, not inside the workers' tasks
     p = model._plan
     index = _output_index(model, output)
     out_slot = p.slots[p.outputs[index]]

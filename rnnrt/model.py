@@ -96,13 +96,14 @@ class Model:
     def __init__(self, path, *, num_threads=None, verify=True):
         self.path = os.path.abspath(os.fspath(path))   # pickles stay valid after a chdir
         # The header, the graph and every tensor's place and shape are checked now; the
-        # tensors' CRC32s (a pass over all the data: ~14 ms for 50 MB) once, before the first
+        # tensors' CRC32s (a pass over all the data: ~13 ms for 50 MB) once, before the first
         # computation reads them (the _engine property) or when verify() is called.
         self._file = fileformat.read(self.path, verify=False)
-        self._data_unchecked = bool(verify)
+        self._verify_before_use = bool(verify)
+        self._data_verified = False
         self._verify_lock = threading.Lock()
         self._plan = plan.build(self._file.graph, self._file.tensors)
-        self._checked_engine = _engine.Engine(self._plan.ops)
+        self._engine_unverified = _engine.Engine(self._plan.ops)
         if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
             raise InputError(f"num_threads must be a positive int, got {num_threads!r}")
         self.num_threads = num_threads or default_threads()
@@ -132,19 +133,23 @@ class Model:
                        and op["in"][0] < len(self._plan.inputs)}
 
     def verify(self):
-        """Check the CRC32 of every tensor now, if load() was asked to verify (the default)
-        and no computation has done it yet. Raises FormatError for corrupt tensor data."""
+        """Check the CRC32 of every tensor now (once per model, whatever load's `verify`).
+        Raises FormatError for corrupt tensor data."""
         with self._verify_lock:
-            if self._data_unchecked:
+            if not self._data_verified:
                 fileformat.verify_data(self._file)
-                self._data_unchecked = False
+                self._data_verified = True
+
+    def _verified_for_use(self):
+        """Verify before a computation, unless load() was told not to (verify=False)."""
+        if self._verify_before_use and not self._data_verified:
+            self.verify()
 
     @property
     def _engine(self):
         """The C engine, handed out only once the tensor data it reads is verified."""
-        if self._data_unchecked:
-            self.verify()
-        return self._checked_engine
+        self._verified_for_use()
+        return self._engine_unverified
 
     def __reduce__(self):
         # By path, never by bytes: each process maps the file itself, once (rnnrt/cache.py).
@@ -177,6 +182,7 @@ class Model:
 
     def run(self, inputs) -> list:
         """Run whole sequences: one array, or {name: array}. Returns the outputs in order."""
+        engine = self._engine    # first: the checks below read tensor data (constant lengths)
         feeds = _match_feeds([s.name for s in self._plan.inputs], inputs)
         sizes = {}
         arrays = []
@@ -210,8 +216,8 @@ class Model:
         buffers = arrays + [np.empty(s.concrete(B, Ts), dtype=s.dtype)
                             for s in self._plan.slots[len(arrays):]]
         threads = self.num_threads   # the engine decides how to use them
-        work = np.empty(self._engine.work_floats(B, Ts, threads), dtype=np.float32)
-        bad = self._engine.run(buffers, B, Ts, threads, work)
+        work = np.empty(engine.work_floats(B, Ts, threads), dtype=np.float32)
+        bad = engine.run(buffers, B, Ts, threads, work)
         if bad >= 0:  # ids are checked above; this guards the C side all the same
             raise InputError("a token id is out of range of the embedding table")
         n_in = len(arrays)
@@ -232,7 +238,7 @@ class Model:
     def stream_pool(self, capacity: int = 64):
         """A pool of batch-1 streams stepped together: rnnrt/pool.py."""
         from .pool import StreamPool
-        self.verify()          # its steps would, but a damaged model is better refused here
+        self._verified_for_use()   # its steps would; a damaged model is better refused here
         return StreamPool(self, capacity)
 
     def generate(self, prompt, steps, *, temperature=0.0, top_k=None, seed=None, stop=None):

@@ -302,6 +302,8 @@ def _recurrent(layer, tensors, read, define):
         layer, tensors = _panels_from_v1(layer, tensors, D, G, H, I)
     rp = _lookup(layer, tensors, "Rp")
     S = rp.shape[3] if rp is not None and rp.ndim == 5 else H
+    if S < 1:
+        _fail(layer, f"the state size must be positive, got {S}")
     P = panel_count(H)
     params = {
         "Wp": _tensor(layer, tensors, "Wp", (D, G, P, I, PANEL)),

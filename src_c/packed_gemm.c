@@ -1,8 +1,11 @@
-/* Single-precision GEMM against a B packed once: the recurrent product h @ Rt.
+/* Single-precision GEMM against a B packed once: every gate product of a recurrent layer
+ * (x @ W and h @ R).
  *
- * Rt (K x N, row-major) is constant for a model's life, while general-purpose sgemm repacks
- * it on every call (every time step). rnnrt_pack_b lays it out once in the order the
- * micro-kernel reads it, and rnnrt_gemm_packed multiplies with no packing at all.
+ * The weights are constant for a model's life, while general-purpose sgemm repacks B on
+ * every call (every time step). The converter stores them in the order the micro-kernel
+ * reads them (rnnrt/panels.py), and rnnrt_gemm_packed multiplies with no packing at all.
+ * rnnrt_pack_b lays out a row-major B the same way; the engine never needs it (its weights
+ * come packed), the kernel's harness does (benchmarks/packed_gemm_bench.c).
  *
  * Packed layout: B is cut into column panels of RNNRT_PANEL (32) columns. Panel p holds
  * columns [32p, 32p + 32) as k rows of 32 contiguous floats (row r of the panel is

@@ -1,7 +1,8 @@
 /* One recurrent layer (RNN, LSTM, GRU; forward, reverse, bidirectional) over a batch.
  *
  * Per block of rows and direction:
- *   gx = X @ W                        input projection of all steps, one product per gate
+ *   gx = X @ W                        input projection, one product per gate: of all steps
+ *                                     at once, or of each step just before it (8+ rows)
  *   per step: gr = h @ R[d]           recurrent product, one per gate
  *             fused epilogue          activations and state update, one pass per row
  * Both products read the weights in gate panels (rnnrt/panels.py) with the packed GEMM
@@ -30,7 +31,7 @@ static inline void activate(const rnnrt_act *a, float *x, int n, float clip)
 
 /* Per-thread scratch, carved from one buffer. */
 typedef struct {
-    float *gx;      /* (rows, T, D*G*H) input projections */
+    float *gx;      /* (rows, T, D*G*H) input projections ((rows, D*G*H) when stepwise) */
     float *gr;      /* (rows, G*H) recurrent pre-activations, then gates */
     float *h;       /* (rows, S) state */
     float *hnew;    /* (rows, S) next state */
@@ -40,7 +41,8 @@ typedef struct {
 
 static int max_int(int a, int b) { return a > b ? a : b; }
 
-long rnnrt_recurrent_work_floats(const rnnrt_recurrent *r, int rows, int T)
+/* Scratch floats of one block of `rows` rows (see carve). */
+static long block_work_floats(const rnnrt_recurrent *r, int rows, int T)
 {
     long gh = (long)r->G * r->H;
     return (long)rows * ((long)T * r->D * gh + gh + 2L * r->S + r->H + max_int(r->S, r->H));
@@ -279,6 +281,9 @@ static void run_direction(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io
     int B = io->B, T = io->T, H = r->H, S = r->S, GH = r->G * H, N = r->D * GH;
     int reverse = (d == 1) || r->reverse_only;
     int stepwise = !u.split && stepwise_inputs(io, reverse, rows);
+    if (!stepwise) {
+        project_inputs(r, io, b0, rows, w->gx, d, u);
+    }
     /* Row bi's input projections at time t. */
 #define GX(bi, t) (w->gx + (stepwise ? (long)(bi) : (long)(bi) * T + (t)) * N + d * GH)
     /* This thread's slice of each state vector: its units (S == H when units are split,
@@ -423,7 +428,7 @@ static void run_direction(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io
  * own core's cache), and join once per step (twice for a GRU with the reset before the
  * product). A projection mixes all units each step, so it stays on ROWS. */
 /* Unit shares are whole panels of 32 units (rnnrt/panels.py): a thread reads only its
- * panels, and never writes a cache line another thread writes. */
+ * panels, and its shares of the gates and states start on 32-unit boundaries. */
 /* Below this many bytes of recurrent weights a step takes a few microseconds, and a second
  * thread costs more than it saves: its wake-up at each call (a streaming step, T = 1), or
  * the barrier at each step (a sequence). Measured with benchmarks/compare.py A and B: a
@@ -440,18 +445,25 @@ typedef struct {
 static schedule schedule_of(const rnnrt_recurrent *r, int B, int T, int nthreads)
 {
     schedule sc = {SPLIT_ROWS, nthreads < 1 ? 1 : nthreads, 0};
+    if (B < 1) {
+        sc.nt = 1;
+        return sc;
+    }
     if (sc.nt > B) {
+        /* Another split only where it uses more threads than rows would (rows need no
+         * barrier); its thresholds were measured at batch 1. */
         long rbytes = sizeof(float) * (long)r->S * r->G * r->H;
-        if (r->D == 2) {
+        if (r->D == 2 && B == 1) {
             sc.how = SPLIT_DIRECTIONS;
             sc.nt = 2;
             return sc;
         }
         int most = (r->H + RNNRT_PANEL - 1) / RNNRT_PANEL;   /* one panel each at least */
+        int shares = sc.nt < most ? sc.nt : most;
         long least = T == 1 ? UNITS_MIN_BYTES_STEP : UNITS_MIN_BYTES_SEQUENCE;
-        if (!r->Projt && rbytes >= least && most >= 2) {
+        if (r->D == 1 && !r->Projt && rbytes >= least && shares >= 2 * B) {
             sc.how = SPLIT_UNITS;
-            sc.nt = sc.nt < most ? sc.nt : most;
+            sc.nt = shares;
             return sc;
         }
         sc.nt = B;
@@ -472,26 +484,21 @@ long rnnrt_recurrent_work(const rnnrt_recurrent *r, int B, int T, int nthreads)
 {
     schedule sc = schedule_of(r, B, T, nthreads);
     switch (sc.how) {
-    case SPLIT_DIRECTIONS: return 2 * rnnrt_recurrent_work_floats(r, B, T);
-    case SPLIT_UNITS: return rnnrt_recurrent_work_floats(r, B, T);   /* shared by all */
-    default: return sc.nt * rnnrt_recurrent_work_floats(r, sc.per, T);
+    case SPLIT_DIRECTIONS: return 2 * block_work_floats(r, B, T);
+    case SPLIT_UNITS: return block_work_floats(r, B, T);   /* shared by all */
+    default: return sc.nt * block_work_floats(r, sc.per, T);
     }
 }
 
 /* Thread k's block of batch rows, for all steps and directions. */
-static void run_block(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io, int k, int per,
-                      long stride)
+static void run_block(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io, int k, int per)
 {
+    long stride = block_work_floats(r, per, io->T);
     int b0 = k * per;
     int rows = io->B - b0 < per ? io->B - b0 : per;
     units all = {0, r->H, 0};
     if (rows > 0) {
         scratch w = carve(r, io->work + k * stride, rows, io->T);
-        for (int d = 0; d < r->D; d++) {
-            if (!stepwise_inputs(io, d == 1 || r->reverse_only, rows)) {
-                project_inputs(r, io, b0, rows, w.gx, d, all);
-            }
-        }
         for (int d = 0; d < r->D; d++) {
             float *h = w.h, *hnew = w.hnew;
             run_direction(r, io, d, b0, rows, &w, all);
@@ -505,11 +512,10 @@ static void run_block(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io, in
 static void run_directions(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io, int k,
                            int team)
 {
-    long stride = rnnrt_recurrent_work_floats(r, io->B, io->T);
+    long stride = block_work_floats(r, io->B, io->T);
     units all = {0, r->H, 0};
     for (int d = k; d < r->D; d += team) {
         scratch w = carve(r, io->work + k * stride, io->B, io->T);
-        project_inputs(r, io, 0, io->B, w.gx, d, all);
         run_direction(r, io, d, 0, io->B, &w, all);
     }
 }
@@ -522,7 +528,6 @@ static void run_units(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io, in
     u.u1 = u.u1 < H ? u.u1 : H;     /* the last share ends with the last unit */
     scratch w = carve(r, io->work, io->B, io->T);
     for (int d = 0; d < r->D; d++) {
-        project_inputs(r, io, 0, io->B, w.gx, d, u);
         float *h = w.h, *hnew = w.hnew;
         run_direction(r, io, d, 0, io->B, &w, u);
         w.h = h;
@@ -536,15 +541,14 @@ void rnnrt_recurrent_run(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io)
         return;
     }
     schedule sc = schedule_of(r, io->B, io->T, io->nthreads);
-    long stride = rnnrt_recurrent_work_floats(r, sc.per, io->T);
     if (sc.nt == 1) {           /* no parallel region: it costs a streaming step ~0.5 us */
-        run_block(r, io, 0, sc.per, stride);
+        run_block(r, io, 0, sc.per);
         return;
     }
     if (sc.how == SPLIT_ROWS) {
         #pragma omp parallel for num_threads(sc.nt) schedule(static, 1)
         for (int k = 0; k < sc.nt; k++) {
-            run_block(r, io, k, sc.per, stride);
+            run_block(r, io, k, sc.per);
         }
         return;
     }

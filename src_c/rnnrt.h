@@ -74,7 +74,6 @@ typedef struct {
     int nthreads;
 } rnnrt_recurrent_io;
 
-long rnnrt_recurrent_work_floats(const rnnrt_recurrent *r, int rows, int T);
 long rnnrt_recurrent_work(const rnnrt_recurrent *r, int B, int T, int nthreads);
 /* How a call's threads share a layer (recurrent.c explains): the threads used, and *how. */
 enum { SPLIT_ROWS, SPLIT_DIRECTIONS, SPLIT_UNITS };

@@ -352,16 +352,44 @@ def stream_cases(draw, hidden_sizes=None, batches=BATCHES):
     hidden_sizes: one recurrent layer of those sizes (default: that, or a random stack)."""
     if hidden_sizes is None and draw(st.booleans()):
         return draw(stack_cases(stream=True))
+    sizes = HIDDEN_SIZES if hidden_sizes is None else hidden_sizes
     rng = np.random.default_rng(draw(SEEDS))
     B, T = draw(batches), draw(TIMES)
     inputs, layers = [], []
     t, feat, mask = draw(_front(rng, inputs, layers, draw(INPUT_SIZES)))
     layer = draw(recurrent_layer("rec", feat, t, forward_only=True, time_major=False,
                                  y_layouts=("btf",), mask=mask, rng=rng,
-                                 hidden_sizes=HIDDEN_SIZES if hidden_sizes is None else hidden_sizes))
+                                 hidden_sizes=sizes))
     role = draw(st.sampled_from(["h_last", "h_n"] + (["c_last"] if layer.cell == "lstm"
                                                       else [])))
     setattr(layer, role, role)
     layers.append(layer)
     graph = ir.Graph(inputs, layers, [role]).validate()
     return Case(graph, random_feeds(graph, B, T, draw(SEEDS)), B, T)
+
+
+# ----------------------------------------------------------------------------- wide layers
+
+# Wide enough for a batch-1 sequence to be split across threads (UNITS_MIN_BYTES_SEQUENCE
+# in src_c/recurrent.c): LSTM from H=120, GRU from 139, SimpleRNN from 240; a step (T = 1)
+# from 512 KiB; odd sizes leave uneven shares.
+WIDE = st.one_of(st.integers(100, 170), st.integers(200, 260))
+
+
+def least_split_bytes(T):
+    """Recurrent weight bytes from which a batch-1 layer splits its units across threads
+    (UNITS_MIN_BYTES_* in src_c/recurrent.c)."""
+    return (512 if T == 1 else 224) * 1024
+
+
+def tame_wide_recurrence(layer):
+    """Scale R as if the state had 40 units: U(-0.5, 0.5) weights over hundreds of units make
+    the recurrence chaotic (rounding differences double every step or two), which no
+    float32 engine can follow to 1e-5; trained weights are not like that."""
+    layer.R = layer.R * np.float32(np.sqrt(40 / layer.state_size))
+
+
+def wide_sum_factor(layer):
+    """float32_tolerance was set on sizes up to 40; the rounding error of a sum grows with
+    the square root of its length, which shows once unbounded activations let values grow."""
+    return max(1.0, (layer.state_size / 40) ** 0.5)

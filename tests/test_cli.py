@@ -8,6 +8,9 @@ import numpy as np
 import pytest
 
 import rnnrt
+from rnnrt import ir, packing
+from rnnrt.cli import describe
+from strategies import make_recurrent
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SENSOR = os.path.join(ROOT, "examples", "sensor")
@@ -85,3 +88,15 @@ def test_demo_runs(sensor):
     out = sh("examples/demo.py")
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.strip().endswith("OK")
+
+
+def test_parameters_count_weights_not_panel_padding(tmp_path):
+    # H = 20 units sit in one 32-unit panel per gate: the file holds zeros the count skips.
+    rng = np.random.default_rng(0)
+    H, I = 20, 3
+    rec = make_recurrent("rec", "gru", "forward", H, I, rng, x="x", y="y",
+                         linear_before_reset=True)
+    g = ir.Graph([ir.TensorInfo("x", (None, None, I), "float32")], [rec], ["y"])
+    text = describe(rnnrt.load(packing.save(g, tmp_path / "g.rnnrt")))
+    # W, R, and the biases: Wb + Rb summed except the h part (rbh), linear_before_reset.
+    assert f"parameters: {3 * H * (I + H) + 3 * H + H:,}" in text

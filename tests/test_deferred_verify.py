@@ -68,3 +68,16 @@ def test_verify_false_never_checks_and_eager_read_still_refuses(paths, monkeypat
     monkeypatch.undo()
     with pytest.raises(rnnrt.FormatError, match="data CRC32 mismatch"):
         fileformat.read(paths[1])
+
+
+def test_an_explicit_verify_checks_even_when_load_was_told_not_to(paths):
+    unchecked = rnnrt.load(paths[1], verify=False)
+    with pytest.raises(rnnrt.FormatError, match="data CRC32 mismatch"):
+        unchecked.verify()
+    rnnrt.load(paths[0], verify=False).verify()      # an intact file passes
+
+
+def test_dask_predict_refuses_a_damaged_file_before_any_task(paths):
+    dask_predict = pytest.importorskip("rnnrt.dask").predict
+    with pytest.raises(rnnrt.FormatError, match="data CRC32 mismatch"):
+        dask_predict(str(paths[1]), np.zeros((2, 3), np.int64))

@@ -19,7 +19,8 @@ import rnnrt
 import rnnrt.packing
 from rnnrt import ir
 from reference import float32_tolerance, run_reference, run_reference_traced
-from strategies import ACT_PARAM_RANGES, make_recurrent, recurrent_cases, stack_cases
+from strategies import (ACT_PARAM_RANGES, WIDE, least_split_bytes, make_recurrent,
+                        recurrent_cases, stack_cases, tame_wide_recurrence, wide_sum_factor)
 
 PEAK_LIMIT = 100.0
 # RNNRT_EXAMPLES=1000 for a deeper search than the default quick run.
@@ -67,6 +68,24 @@ def test_stacked_graph_matches_reference(case, num_threads, tmp_path):
     check_against_oracle(case, tmp_path, num_threads)
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_bidirectional_block_with_lengths_mixes_stepwise_and_whole_projections(cell, tmp_path):
+    # 8 rows: the forward direction projects each step's inputs just before its product; the
+    # reverse one, whose rows start at different times, projects all steps first, into the
+    # same workspace.
+    rng = np.random.default_rng(7)
+    B, T, I, H = 8, 6, 5, 9
+    rec = make_recurrent("rec", cell, "bidirectional", H, I, rng, x="x", y="y", h_n="h_n",
+                         seq_lens="lens")
+    graph = ir.Graph([ir.TensorInfo("x", (None, None, I), "float32"),
+                      ir.TensorInfo("lens", (None,), "int32")], [rec], ["y", "h_n"]).validate()
+    feeds = {"x": rng.uniform(-1, 1, (B, T, I)).astype(np.float32),
+             "lens": np.array([6, 1, 3, 6, 0, 5, 2, 4], np.int32)}
+    want, peak = run_reference_traced(graph, feeds)
+    model = rnnrt.load(rnnrt.packing.save(graph, tmp_path / "bi.rnnrt"), num_threads=1)
+    assert_outputs_close(model.run(feeds), want, float32_tolerance(peak))
+
+
 @SETTINGS
 @given(case=recurrent_cases(batches=st.integers(8, 24)), num_threads=st.sampled_from([1, 2]))
 def test_blocks_of_many_rows_match_reference(case, num_threads, tmp_path):
@@ -87,38 +106,14 @@ def test_one_and_two_threads_agree(case, tmp_path):
     assert_outputs_close(two, one, tol / 2, "2 threads vs 1")
 
 
-def least_split_bytes(T):
-    """Recurrent weight bytes from which a batch-1 layer splits its units across threads
-    (UNITS_MIN_BYTES_* in src_c/recurrent.c)."""
-    return (512 if T == 1 else 224) * 1024
-
-
-def tame_wide_recurrence(layer):
-    """Scale R as if the state had 40 units: U(-0.5, 0.5) weights over hundreds of units make
-    the recurrence chaotic (rounding differences double every step or two), which no
-    float32 engine can follow to 1e-5; trained weights are not like that."""
-    layer.R = layer.R * np.float32(np.sqrt(40 / layer.state_size))
-
-
-def wide_sum_factor(layer):
-    """float32_tolerance was set on sizes up to 40; the rounding error of a sum grows with
-    the square root of its length, which shows once unbounded activations let values grow."""
-    return max(1.0, (layer.state_size / 40) ** 0.5)
-
-
-# Wide enough for a batch-1 sequence to be split across threads (UNITS_MIN_BYTES_SEQUENCE
-# in src_c/recurrent.c): LSTM from H=120, GRU from 139, SimpleRNN from 240; a step (T = 1)
-# from 512 KiB; odd sizes leave uneven shares.
-WIDE = st.one_of(st.integers(100, 170), st.integers(200, 260))
-
-
 @SETTINGS
 @given(case=recurrent_cases(hidden_sizes=WIDE, batches=st.integers(1, 2)),
        num_threads=st.sampled_from([2, 3]))
 def test_fewer_rows_than_threads_split_units_or_directions(case, num_threads, tmp_path):
-    # Batch 1 (or 2 on 3 threads) leaves threads without rows: a bidirectional layer runs a
-    # direction per thread, a wide one splits each step's units, a narrow or projected one
-    # stays on as many threads as rows. Every way must match the oracle, and the 1-thread run.
+    # Batch 1 (or 2 on 3 threads) leaves threads without rows: at batch 1 a bidirectional
+    # layer runs a direction per thread; a wide one splits each step's units where that uses
+    # at least twice the threads rows would; anything else stays on as many threads as rows.
+    # Every way must match the oracle, and the 1-thread run.
     assume(case.batch < num_threads)
     tame_wide_recurrence(case.graph.layers[-1])
     want, tol = oracle(case)
@@ -127,9 +122,10 @@ def test_fewer_rows_than_threads_split_units_or_directions(case, num_threads, tm
     [(_, how, used)] = model._engine.thread_schedule(case.batch, case.time, num_threads)
     rec = case.graph.layers[-1]
     S, G = rec.state_size, len(ir.GATES[rec.cell])
-    if rec.direction == "bidirectional":
+    if rec.direction == "bidirectional" and case.batch == 1:
         assert (how, used) == ("directions", 2)
-    elif rec.Proj is None and 4 * S * G * rec.hidden_size >= least_split_bytes(case.time):
+    elif (rec.direction != "bidirectional" and rec.Proj is None and num_threads >= 2 * case.batch
+          and 4 * S * G * rec.hidden_size >= least_split_bytes(case.time)):
         assert (how, used) == ("units", num_threads)
     else:
         assert (how, used) == ("rows", case.batch)

@@ -629,3 +629,15 @@ def test_format_v1_files_load_and_run_like_v2(case, tmp_path, monkeypatch):
     assert v1._file.format_version == 1
     for got, want in zip(v1.run(case.feeds), v2.run(case.feeds)):
         np.testing.assert_array_equal(got, want)
+
+
+def test_a_file_written_by_the_v1_writer_loads_and_matches_the_reference():
+    # tests/fixtures/v1: written by rnnrt at format v1 (tools/make_v1_fixture.py), with the
+    # NumPy reference's outputs: a bidirectional LSTM with projection, then a GRU.
+    fixtures = os.path.join(os.path.dirname(__file__), "fixtures", "v1")
+    model = rnnrt.load(os.path.join(fixtures, "model.rnnrt"), num_threads=1)
+    assert model._file.format_version == 1
+    io = np.load(os.path.join(fixtures, "io.npz"))
+    y, h_n = model.run(io["x"])
+    np.testing.assert_allclose(y, io["y"], atol=1e-5)
+    np.testing.assert_allclose(h_n, io["h_n"], atol=1e-5)

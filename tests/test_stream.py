@@ -16,8 +16,8 @@ import rnnrt
 import rnnrt.packing
 from rnnrt import ir
 from reference import float32_tolerance, run_reference_traced
-from strategies import make_recurrent, state_also_data_graph, stream_cases
-from test_engine import tame_wide_recurrence, wide_sum_factor
+from strategies import (make_recurrent, state_also_data_graph, stream_cases, tame_wide_recurrence,
+                        wide_sum_factor)
 
 SETTINGS = settings(max_examples=int(os.environ.get("RNNRT_EXAMPLES", 40)), deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -76,7 +76,10 @@ def test_batch_one_step_on_two_threads_matches_one_thread(case, tmp_path):
     tame_wide_recurrence(case.graph.layers[-1])
     tol = tolerance(case) * wide_sum_factor(case.graph.layers[-1])
     want = expected_steps(load(case.graph, tmp_path, 1), case)
-    s = load(case.graph, tmp_path, 2).stream(batch_size=1)
+    two = load(case.graph, tmp_path, 2)
+    [(_, how, _)] = two._engine.thread_schedule(1, 1, 2)
+    assume(how == "units")      # LSTMs from H=181, GRUs from 209, SimpleRNNs from 362
+    s = two.stream(batch_size=1)
     x = the_input(case)
     for t in range(case.time):
         assert_close(s.step(x[:, t]), want[t], tol, f"step {t}")
