@@ -1,5 +1,7 @@
 """load() checks structure at once and the tensors' CRC32s before the first computation:
 a damaged tensor must stop every way of computing with FormatError, never give numbers."""
+import pathlib
+
 import numpy as np
 import pytest
 
@@ -22,7 +24,7 @@ def token_graph():
 @pytest.fixture
 def paths(tmp_path):
     good = packing.save(token_graph(), tmp_path / "good.rnnrt")
-    data = bytearray(open(good, "rb").read())
+    data = bytearray(pathlib.Path(good).read_bytes())
     data[-1] ^= 0x40            # the last byte of the file is the last tensor's data
     bad = tmp_path / "bad.rnnrt"
     bad.write_bytes(bytes(data))
