@@ -251,19 +251,16 @@ class TorchStep:
         return np.stack([y.numpy() for y in ys], axis=1)
 
 
-class TorchCellStep:
+class TorchCellStep(TorchStep):
     """nn.LSTMCell / GRUCell / RNNCell: torch's fastest way to take one step."""
 
     name, family, key = "torch nn.LSTMCell", "torch", "torch-cell"
 
     def __init__(self, w: scenarios.Weights, threads: int, x_t: np.ndarray):
-        torch = _torch_setup(threads)
-        self.torch = torch
-        self.name = f"torch nn.{ {'lstm': 'LSTM', 'gru': 'GRU', 'rnn': 'RNN'}[w.cell]}Cell"
+        super().__init__(w, threads, x_t)
+        self.name += "Cell"
         self.m = scenarios.torch_module(w, cell_module=True)
-        self.lstm, self.hidden = w.cell == "lstm", w.hidden
-        self.x = torch.from_numpy(x_t.reshape(1, -1).copy())
-        self.reset()
+        self.x = self.torch.from_numpy(x_t.reshape(1, -1).copy())
 
     def reset(self):
         z = lambda: self.torch.zeros(1, self.hidden)
@@ -272,9 +269,6 @@ class TorchCellStep:
     def _step(self, x):
         self.state = self.m(x, self.state)
         return self.state[0] if self.lstm else self.state
-
-    def __call__(self):
-        return self._step(self.x)
 
     def outputs(self, x):
         self.reset()

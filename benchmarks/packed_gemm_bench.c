@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "../src_c/packed_gemm.c"
+#include "../src_c/blas.c"      /* gemm_few_rows: the few-row kernel on a row-major B */
 
 /* ---- deterministic random numbers (splitmix64) ---- */
 static unsigned long long rng_state = 0x1234567887654321ULL;
@@ -216,44 +217,6 @@ static int run_one_case(char **arg)
 }
 
 /* ---- benchmark ---- */
-/* gemm_few_rows, copied from src_c/blas.c for the comparison only: the few-row kernel rnnrt
- * uses today on a row-major B. */
-DISPATCH
-static void gemm_few_rows(int m, int n, int k, const float *a, int lda,
-                          const float *restrict b, int ldb, float beta, float *restrict c,
-                          int ldc)
-{
-    for (int r = 0; r < m; r++) {
-        float *restrict cr = c + (long)r * ldc;
-        for (int j = 0; j < n; j++) {
-            cr[j] = beta == 0.0f ? 0.0f : beta * cr[j];
-        }
-    }
-    int p = 0;
-    for (; p + 4 <= k; p += 4) {
-        const float *restrict b0 = b + (long)p * ldb, *restrict b1 = b0 + ldb;
-        const float *restrict b2 = b1 + ldb, *restrict b3 = b2 + ldb;
-        for (int r = 0; r < m; r++) {
-            const float *ar = a + (long)r * lda + p;
-            const float x0 = ar[0], x1 = ar[1], x2 = ar[2], x3 = ar[3];
-            float *restrict cr = c + (long)r * ldc;
-            for (int j = 0; j < n; j++) {
-                cr[j] += (x0 * b0[j] + x1 * b1[j]) + (x2 * b2[j] + x3 * b3[j]);
-            }
-        }
-    }
-    for (; p < k; p++) {
-        const float *restrict b0 = b + (long)p * ldb;
-        for (int r = 0; r < m; r++) {
-            const float x0 = a[(long)r * lda + p];
-            float *restrict cr = c + (long)r * ldc;
-            for (int j = 0; j < n; j++) {
-                cr[j] += x0 * b0[j];
-            }
-        }
-    }
-}
-
 static double now(void)
 {
     struct timespec t;
@@ -293,7 +256,6 @@ static void call_kernel(int kernel, const bench_case *s)
 }
 
 #define SAMPLES 15
-#define FEW_ROWS_BENCH 4   /* rows up to which rnnrt uses gemm_few_rows (blas.c FEW_ROWS) */
 
 /* Median seconds per call: SAMPLES samples of enough calls to last about 2 ms each. */
 static double time_kernel(int kernel, const bench_case *s)
@@ -347,7 +309,7 @@ static void run_bench(const packed_isa *isa)
         double tp = time_kernel(KERNEL_PACKED, &s), ts = time_kernel(KERNEL_SGEMM, &s);
         printf("%5d %5d %5d | %14.1f %14.1f %6.2f | %12.2f %12.2f", s.m, s.k, s.n,
                flops / tp * 1e-9, flops / ts * 1e-9, ts / tp, tp * 1e6, ts * 1e6);
-        if (s.m <= FEW_ROWS_BENCH) {
+        if (s.m <= FEW_ROWS) {
             printf(" %12.2f", time_kernel(KERNEL_FEW_ROWS, &s) * 1e6);
         }
         printf("\n");
