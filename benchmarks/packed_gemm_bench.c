@@ -64,42 +64,17 @@ static void *alloc_aligned(long floats)
 /* ---- correctness ---- */
 #define GUARD 12345.0f   /* in c past the window's columns: must be left alone */
 
-/* One case; returns 0 when it passed. */
-static int check_case(const packed_isa *isa, int m, int k, int n, int n0, int n1, float beta)
+/* Worst relative error of c (m x w, then guard columns up to ldc) against the exact
+ * product; NaN or a touched guard is infinite. */
+static double error_of(const float *c, const float *c0, int m, int k, int w, int ldc,
+                       const float *a, int lda, const float *b, int ldb, int n0, float beta)
 {
-    const int lda = k + rng_int(0, 3), ldb = n + rng_int(0, 5);
-    const int w = n1 - n0, ldc = w + rng_int(0, 4);
-    float *a = alloc_aligned((long)m * lda), *b = alloc_aligned((long)k * ldb);
-    float *packed = alloc_aligned(rnnrt_packed_floats(k, n));
-    float *c = alloc_aligned((long)m * ldc), *c0 = alloc_aligned((long)m * ldc);
-    fill(a, (long)m * lda);
-    fill(b, (long)k * ldb);
-    for (long i = 0; i < (long)m * ldc; i++) {
-        c0[i] = (i % ldc) >= w ? GUARD : (beta == 0.0f ? NAN : rng_float());
-    }
-    memcpy(c, c0, sizeof(float) * (size_t)m * ldc);
-    /* Poison the packed buffer: pack_b must write every float, the padding included. */
-    long np = rnnrt_packed_floats(k, n);
-    for (long i = 0; i < np; i++) {
-        packed[i] = NAN;
-    }
-    rnnrt_pack_b(k, n, b, ldb, packed);
-    int bad = 0;
-    for (long i = 0; i < np; i++) {
-        long panel = i / ((long)k * RNNRT_PANEL), col = panel * RNNRT_PANEL + i % RNNRT_PANEL;
-        long row = (i / RNNRT_PANEL) % (k > 0 ? k : 1);
-        float want = col < n ? b[row * ldb + col] : 0.0f;
-        if (packed[i] != want) {
-            bad = 1;
-        }
-    }
-    gemm_packed_with(isa, m, n0, n1, k, a, lda, packed, beta, c, ldc);
     double worst = 0.0;
-    for (int i = 0; i < m && !bad; i++) {
+    for (int i = 0; i < m; i++) {
         for (int j = 0; j < ldc; j++) {
             float got = c[(long)i * ldc + j];
             if (j >= w) {
-                bad |= got != GUARD;
+                worst = got != GUARD ? INFINITY : worst;
                 continue;
             }
             double sum = 0.0, scale = 0.0;
@@ -114,19 +89,56 @@ static int check_case(const packed_isa *isa, int m, int k, int n, int n0, int n1
                 scale += fabs(beta * old);
             }
             double err = fabs(got - sum) / (scale > 0.0 ? scale : 1.0);
-            if (!(err <= 1e-6)) {          /* NaN fails too */
-                bad = 1;
-            }
-            worst = err > worst ? err : worst;
+            worst = !(err <= worst) ? err : worst;     /* NaN sticks */
         }
     }
-    if (bad) {
-        printf("FAIL %s m=%d k=%d n=%d window=[%d,%d) beta=%g lda=%d ldb=%d ldc=%d "
-               "(worst relative error %.3g)\n", isa->name, m, k, n, n0, n1, beta, lda, ldb,
-               ldc, worst);
+    return worst;
+}
+
+/* One case, read both ways (plain, and streamed: rows asked for ahead); returns 0 when it
+ * passed. */
+static int check_case(const packed_isa *isa, int m, int k, int n, int n0, int n1, float beta)
+{
+    const int lda = k + rng_int(0, 3), ldb = n + rng_int(0, 5);
+    const int w = n1 - n0, ldc = w + rng_int(0, 4);
+    float *a = alloc_aligned((long)m * lda), *b = alloc_aligned((long)k * ldb);
+    float *packed = alloc_aligned(rnnrt_packed_floats(k, n));
+    float *c = alloc_aligned((long)m * ldc), *c0 = alloc_aligned((long)m * ldc);
+    fill(a, (long)m * lda);
+    fill(b, (long)k * ldb);
+    for (long i = 0; i < (long)m * ldc; i++) {
+        c0[i] = (i % ldc) >= w ? GUARD : (beta == 0.0f ? NAN : rng_float());
+    }
+    /* Poison the packed buffer: pack_b must write every float, the padding included. */
+    long np = rnnrt_packed_floats(k, n);
+    for (long i = 0; i < np; i++) {
+        packed[i] = NAN;
+    }
+    rnnrt_pack_b(k, n, b, ldb, packed);
+    int failed = 0;
+    for (long i = 0; i < np; i++) {
+        long panel = i / ((long)k * RNNRT_PANEL), col = panel * RNNRT_PANEL + i % RNNRT_PANEL;
+        long row = (i / RNNRT_PANEL) % (k > 0 ? k : 1);
+        float want = col < n ? b[row * ldb + col] : 0.0f;
+        if (packed[i] != want) {
+            printf("FAIL pack_b k=%d n=%d ldb=%d\n", k, n, ldb);
+            failed = 1;
+            break;
+        }
+    }
+    for (int streamed = 0; streamed < 2 && !failed; streamed++) {
+        memcpy(c, c0, sizeof(float) * (size_t)m * ldc);
+        gemm_packed_with(isa, streamed, m, n0, n1, k, a, lda, packed, beta, c, ldc);
+        double worst = error_of(c, c0, m, k, w, ldc, a, lda, b, ldb, n0, beta);
+        if (!(worst <= 1e-6)) {
+            printf("FAIL %s%s m=%d k=%d n=%d window=[%d,%d) beta=%g lda=%d ldb=%d ldc=%d "
+                   "(worst relative error %.3g)\n", isa->name, streamed ? " streamed" : "", m,
+                   k, n, n0, n1, beta, lda, ldb, ldc, worst);
+            failed = 1;
+        }
     }
     free(a); free(b); free(packed); free(c); free(c0);
-    return bad;
+    return failed;
 }
 
 /* The variants this CPU can run, best last; returns how many. */
@@ -230,7 +242,7 @@ static int cmp_double(const void *x, const void *y)
     return (a > b) - (a < b);
 }
 
-enum { KERNEL_PACKED, KERNEL_SGEMM, KERNEL_FEW_ROWS };
+enum { KERNEL_PACKED, KERNEL_STREAMED, KERNEL_SGEMM, KERNEL_FEW_ROWS };
 
 typedef struct {
     const packed_isa *isa;
@@ -243,7 +255,9 @@ static void call_kernel(int kernel, const bench_case *s)
 {
     switch (kernel) {
     case KERNEL_PACKED:
-        gemm_packed_with(s->isa, s->m, 0, s->n, s->k, s->a, s->k, s->packed, 0.0f, s->c, s->n);
+    case KERNEL_STREAMED:
+        gemm_packed_with(s->isa, kernel == KERNEL_STREAMED, s->m, 0, s->n, s->k, s->a, s->k,
+                         s->packed, 0.0f, s->c, s->n);
         break;
     case KERNEL_SGEMM:
         scipy_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->m, s->n, s->k, 1.0f,
@@ -290,12 +304,13 @@ static void run_bench(const packed_isa *isa)
         {64, 256, 1024}, {256, 256, 1024}, {256, 384, 1024}, {128, 256, 768},
         {64, 512, 2048}, {1, 256, 1024}, {4, 256, 1024},
         {1, 128, 512}, {4, 128, 512},     /* B fits in L2 (256 KiB) */
+        {1, 512, 2048}, {4, 512, 2048},   /* B comes from L3 (4 MiB) */
     };
     scipy_openblas_set_num_threads(1);
     printf("packed kernel: %s; OpenBLAS core: %s; 1 thread; median of %d samples\n",
            isa->name, scipy_openblas_get_corename(), SAMPLES);
-    printf("%5s %5s %5s | %14s %14s %6s | %12s %12s %12s\n", "m", "K", "N", "packed GF/s",
-           "sgemm GF/s", "ratio", "packed us", "sgemm us", "few_rows us");
+    printf("%5s %5s %5s | %14s %14s %6s | %12s %12s %12s %12s\n", "m", "K", "N", "packed GF/s",
+           "sgemm GF/s", "ratio", "packed us", "sgemm us", "few_rows us", "streamed us");
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         bench_case s = {isa, shapes[i][0], shapes[i][1], shapes[i][2], 0, 0, 0, 0};
         float *a = alloc_aligned((long)s.m * s.k), *b = alloc_aligned((long)s.k * s.n);
@@ -310,7 +325,8 @@ static void run_bench(const packed_isa *isa)
         printf("%5d %5d %5d | %14.1f %14.1f %6.2f | %12.2f %12.2f", s.m, s.k, s.n,
                flops / tp * 1e-9, flops / ts * 1e-9, ts / tp, tp * 1e6, ts * 1e6);
         if (s.m <= FEW_ROWS) {
-            printf(" %12.2f", time_kernel(KERNEL_FEW_ROWS, &s) * 1e6);
+            printf(" %12.2f %12.2f", time_kernel(KERNEL_FEW_ROWS, &s) * 1e6,
+                   time_kernel(KERNEL_STREAMED, &s) * 1e6);
         }
         printf("\n");
         free(a); free(b); free(packed); free(s.c);

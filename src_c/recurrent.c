@@ -10,6 +10,7 @@
  * rnnrt_recurrent_run below. Equations and layouts: rnnrt/ir.py. */
 #include <omp.h>
 #include <string.h>
+#include <unistd.h>
 #include "rnnrt.h"
 
 /* Clamp to [-clip, clip]; NaN stays NaN (comparisons with NaN are false). */
@@ -214,13 +215,32 @@ DISPATCH static void gru_state_row(const rnnrt_recurrent *r, int d, float *pre,
     }
 }
 
+/* This core's L2, in bytes: recurrent weights read each step beyond it come from L3. */
+static long l2_bytes = 1L << 20;
+
+#ifdef _SC_LEVEL2_CACHE_SIZE
+__attribute__((constructor)) static void l2_bytes_read(void)
+{
+    long got = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    l2_bytes = got > 0 ? got : l2_bytes;
+}
+#endif
+
 /* gr[:, gH + u] = a @ R[d, g, u] for gates g0..g1-1 and the thread's units u. */
 static void recurrent_gemm(const rnnrt_recurrent *r, int d, int rows, const float *a, int g0,
                            int g1, units u, float *gr)
 {
+    /* The thread's share of R, read every step: beyond L2, the kernel asks for it ahead. */
+    long share = sizeof(float) * (long)r->G * r->S * (u.u1 - u.u0);
     for (int g = g0; g < g1; g++) {
-        rnnrt_gemm_packed(rows, u.u0, u.u1, r->S, a, r->S, gate_panels(r, r->Rp, r->S, d, g),
-                          0.0f, gr + g * r->H + u.u0, r->G * r->H);
+        const float *panels = gate_panels(r, r->Rp, r->S, d, g);
+        float *c = gr + g * r->H + u.u0;
+        if (share > l2_bytes) {
+            rnnrt_gemm_packed_streamed(rows, u.u0, u.u1, r->S, a, r->S, panels, 0.0f, c,
+                                       r->G * r->H);
+        } else {
+            rnnrt_gemm_packed(rows, u.u0, u.u1, r->S, a, r->S, panels, 0.0f, c, r->G * r->H);
+        }
     }
 }
 

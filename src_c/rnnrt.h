@@ -199,6 +199,10 @@ void rnnrt_pack_b(int k, int n, const float *b, int ldb, float *packed);
  * beta == 0 never reads c (workspaces may hold NaN). Any m >= 1. */
 void rnnrt_gemm_packed(int m, int n0, int n1, int k, const float *a, int lda,
                        const float *packed, float beta, float *c, int ldc);
+/* The same product, for weights that do not stay in L2 from one call to the next (a wide
+ * layer's recurrent matrix, read once a step): with few rows it asks for the weights ahead. */
+void rnnrt_gemm_packed_streamed(int m, int n0, int n1, int k, const float *a, int lda,
+                                const float *packed, float beta, float *c, int ldc);
 /* The instruction set the kernel runs with: "avx512", "avx2" or "portable". */
 const char *rnnrt_packed_isa(void);
 /* ---- end packed GEMM ---- */
