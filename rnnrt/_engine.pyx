@@ -347,11 +347,34 @@ cdef class Engine:
         return made, g.failed_step
 
 
+cdef class Busy:
+    """The busy mark of a Stream: taken by one caller at a time and never waited for (a
+    second caller is told, not blocked). It is tested and set with the GIL held and no Python
+    code between the two, so no other thread can pass between them; Stepper takes it with no
+    Python call at all."""
+    cdef bint held
+
+    def acquire(self):
+        """Take the mark: True, or False when it is already taken."""
+        if self.held:
+            return False
+        self.held = True
+        return True
+
+    def release(self):
+        self.held = False
+
+
+cdef enum:
+    SHAPE_MAX = 8     # axes of an accepted x or output shape
+
+
 cdef class Stepper:
     """A stream's one-step call with everything bound once: its buffers, states and
-    workspace. `step` is the fast path of Stream.step for a model with one float input: the
-    caller has checked the arrays' type, shape and contiguity; here the row is copied in, the
-    plan runs (GIL released) and the first output is copied out, with no allocation."""
+    workspace. `try_step` is the fast path of Stream.step for a model with one float input:
+    it checks the arrays' type, shape and contiguity in C, takes the stream's Busy mark,
+    copies the row in, runs the plan (GIL released) and copies the first output out, with no
+    allocation beyond the output array (none with `out=`)."""
     cdef Engine engine
     cdef rnnrt_call call
     cdef int T[RNNRT_MAX_TIMES]
@@ -359,10 +382,16 @@ cdef class Stepper:
     cdef float *x
     cdef const float *y
     cdef Py_ssize_t nx, ny
-    cdef tuple row, row_out, vec, vec_out    # accepted x shapes and their output shapes
+    cdef Busy busy
+    cdef object busy_error           # () -> the exception for a busy stream
+    # The accepted x shapes, (batch, features) and for batch 1 (features,), and their
+    # output shapes: shapes[k] is x shape k, shapes[2 + k] its output's; ndim -1: none.
+    cdef int ndim[4]
+    cdef cnp.npy_intp shapes[4][SHAPE_MAX]
 
     def __cinit__(self, Engine engine, list buffers, int B, Ts, int nthreads,
-                  cnp.ndarray work, list states_h, list states_c, int in_slot, int out_slot):
+                  cnp.ndarray work, list states_h, list states_c, int in_slot, int out_slot,
+                  Busy busy, busy_error):
         self.engine = engine
         self.keep = [buffers, work, states_h, states_c]
         fill_times(self.T, Ts)
@@ -371,11 +400,40 @@ cdef class Stepper:
         self.y = <const float *>self.call.slots[out_slot]
         self.nx = (<cnp.ndarray>buffers[in_slot]).size
         self.ny = (<cnp.ndarray>buffers[out_slot]).size
-        self.row = self.row_out = self.vec = self.vec_out = None
+        self.busy, self.busy_error = busy, busy_error
+        for k in range(4):
+            self.ndim[k] = -1
 
     def accept(self, tuple row, tuple row_out, tuple vec=None, tuple vec_out=None):
-        """The x shapes try_step takes: (batch, features), and (features,) for batch 1."""
-        self.row, self.row_out, self.vec, self.vec_out = row, row_out, vec, vec_out
+        """The x shapes try_step takes: (batch, features), and (features,) for batch 1,
+        with their output shapes."""
+        for k, shape in enumerate((row, vec, row_out, vec_out)):
+            if shape is None:
+                continue
+            if len(shape) > SHAPE_MAX:
+                raise ValueError(f"at most {SHAPE_MAX} axes, got {shape}")
+            self.ndim[k] = len(shape)
+            for i, n in enumerate(shape):
+                self.shapes[k][i] = n
+        for k in range(2):      # sizes try_step no longer has to check
+            if self.ndim[k] >= 0 and (self.size_of(k) != self.nx or
+                                      self.size_of(2 + k) != self.ny):
+                raise ValueError("accepted shapes do not match the step's buffers")
+
+    cdef Py_ssize_t size_of(self, int k):
+        cdef Py_ssize_t n = 1
+        for i in range(self.ndim[k]):
+            n *= self.shapes[k][i]
+        return n
+
+    cdef bint has_shape(self, cnp.ndarray a, int k):
+        if cnp.PyArray_NDIM(a) != self.ndim[k]:
+            return False
+        cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(a)
+        for i in range(self.ndim[k]):
+            if dims[i] != self.shapes[k][i]:
+                return False
+        return True
 
     def try_step(self, x, out):
         """step() when x is a float32 C-contiguous array of an accepted shape and out is None
@@ -386,32 +444,35 @@ cdef class Stepper:
         cdef cnp.ndarray xa = <cnp.ndarray>x
         if cnp.PyArray_TYPE(xa) != cnp.NPY_FLOAT32 or not cnp.PyArray_IS_C_CONTIGUOUS(xa):
             return None
-        shape = x.shape     # the Python tuple (xa.shape is the C array)
-        if shape == self.row:
-            want = self.row_out
-        elif self.vec is not None and shape == self.vec:
-            want = self.vec_out
+        cdef int k
+        if self.has_shape(xa, 0):
+            k = 0
+        elif self.has_shape(xa, 1):
+            k = 1
         else:
             return None
+        cdef cnp.ndarray oa
         if out is None:
-            out = np.empty(want, np.float32)
-        elif type(out) is not np.ndarray or out.shape != want or \
-                cnp.PyArray_TYPE(<cnp.ndarray>out) != cnp.NPY_FLOAT32 or \
-                not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>out):
+            oa = cnp.PyArray_EMPTY(self.ndim[2 + k], self.shapes[2 + k], cnp.NPY_FLOAT32, 0)
+        elif type(out) is np.ndarray and self.has_shape(<cnp.ndarray>out, 2 + k) and \
+                cnp.PyArray_TYPE(<cnp.ndarray>out) == cnp.NPY_FLOAT32 and \
+                cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>out):
+            oa = <cnp.ndarray>out
+        else:
             return None
-        return self.step(xa, out)
+        if self.busy.held:
+            raise self.busy_error()
+        self.busy.held = True
+        cdef const float *xs = <const float *>cnp.PyArray_DATA(xa)
+        cdef float *os = <float *>cnp.PyArray_DATA(oa)
+        try:
+            with nogil:
+                memcpy(self.x, xs, self.nx * sizeof(float))
+                rnnrt_plan_run(self.engine.ops, self.engine.n_ops, &self.call)
+                memcpy(os, self.y, self.ny * sizeof(float))
+        finally:
+            self.busy.held = False
+        return oa
 
     def __dealloc__(self):
         release_call(&self.call)
-
-    def step(self, cnp.ndarray x, cnp.ndarray out):
-        """x: float32, C-contiguous, nx values; out: float32, C-contiguous, ny values."""
-        if x.size != self.nx or out.size != self.ny:
-            raise ValueError("step arrays of the wrong size")
-        cdef const float *xs = <const float *>cnp.PyArray_DATA(x)
-        cdef float *os = <float *>cnp.PyArray_DATA(out)
-        with nogil:
-            memcpy(self.x, xs, self.nx * sizeof(float))
-            rnnrt_plan_run(self.engine.ops, self.engine.n_ops, &self.call)
-            memcpy(os, self.y, self.ny * sizeof(float))
-        return out

@@ -393,6 +393,11 @@ def _step_spec(model: Model) -> _StepSpec:
     return spec
 
 
+def _busy_error():
+    return InputError("this Stream is being used by another thread; use one Stream per "
+                      "thread (or a StreamPool, which serialises its callers)")
+
+
 class Stream:
     """Step-by-step inference with carried state. One thread at a time: a second thread that
     calls it while it is busy gets InputError (the stream is never left half-updated)."""
@@ -422,24 +427,20 @@ class Stream:
         # (features,) x_t at batch size 1.
         self._out_shape = tuple(B if d == plan.BATCH else d for d in spec.out_axes)
         self._out_shape_unbatched = tuple(d for d in spec.out_axes if d != plan.BATCH)
-        self._lock = threading.Lock()
+        self._busy = _engine.Busy()
         # The fast path of step() for one float input: everything bound once in C.
         self._stepper = None
         if len(spec.step_inputs) == 1 and p.inputs[spec.step_inputs[0]].dtype == "float32":
             i = spec.step_inputs[0]
             self._stepper = _engine.Stepper(model._engine, self._buffers, B, self._Ts,
                                             self._threads, self._work, self._h, self._c,
-                                            i, p.outputs[0])
+                                            i, p.outputs[0], self._busy, _busy_error)
             row = self._buffers[i].shape
             row = tuple(n for n, d in zip(row, p.inputs[i].shape) if not plan.is_time(d))
             if B == 1:
                 self._stepper.accept(row, self._out_shape, row[1:], self._out_shape_unbatched)
             else:
                 self._stepper.accept(row, self._out_shape)
-
-    def _busy(self):
-        return InputError("this Stream is being used by another thread; use one Stream per "
-                          "thread (or a StreamPool, which serialises its callers)")
 
     def _arrays(self):
         """(key, the live state array (B, width)) for each carried state."""
@@ -456,34 +457,34 @@ class Stream:
 
     def reset(self) -> None:
         """Back to the initial state: zeros, or the model's constant initial state."""
-        if not self._lock.acquire(blocking=False):
-            raise self._busy()
+        if not self._busy.acquire():
+            raise _busy_error()
         try:
             self._restart()
         finally:
-            self._lock.release()
+            self._busy.release()
 
     @property
     def state(self) -> dict:
         """Copies of the carried states: {'<layer>.h': (B, S), '<layer>.c': (B, H) (lstm)}."""
-        if not self._lock.acquire(blocking=False):
-            raise self._busy()
+        if not self._busy.acquire():
+            raise _busy_error()
         try:
             return {key: a.copy() for key, a in self._arrays()}
         finally:
-            self._lock.release()
+            self._busy.release()
 
     @state.setter
     def state(self, value) -> None:
         """Set from a dict like the getter's, or from a snapshot (bytes)."""
         arrays = self._spec.check_state(self.model, value, self.batch_size)
-        if not self._lock.acquire(blocking=False):
-            raise self._busy()
+        if not self._busy.acquire():
+            raise _busy_error()
         try:
             for key, a in self._arrays():
                 a[...] = arrays[key]
         finally:
-            self._lock.release()
+            self._busy.release()
 
     def snapshot(self) -> bytes:
         """The carried state as bytes (rnnrt/snapshot.py: versioned, checksummed, bound to
@@ -496,12 +497,7 @@ class Stream:
         """Advance one time step. x_t: (batch, features), or (features,) when batch_size is 1
         (a dict {name: array} for several inputs). Returns this step's first output."""
         if self._stepper is not None:      # the bound C path for a plain float32 row
-            if not self._lock.acquire(blocking=False):
-                raise self._busy()
-            try:
-                result = self._stepper.try_step(x_t, out)
-            finally:
-                self._lock.release()
+            result = self._stepper.try_step(x_t, out)
             if result is not None:
                 return result
         arrays, unbatched = self._spec.read_inputs(self.model, x_t, self.batch_size, True)
@@ -511,8 +507,8 @@ class Stream:
             raise InputError(f"out must be a float32 array of shape {shape}, got "
                              f"{getattr(out, 'dtype', type(out).__name__)} "
                              f"{getattr(out, 'shape', '')}")
-        if not self._lock.acquire(blocking=False):
-            raise self._busy()
+        if not self._busy.acquire():
+            raise _busy_error()
         try:
             for i, arr in arrays.items():
                 self._buffers[i].reshape(arr.shape)[...] = arr
@@ -526,7 +522,7 @@ class Stream:
             out[...] = result
             return out
         finally:
-            self._lock.release()
+            self._busy.release()
 
     def __reduce__(self):
         raise TypeError("a Stream does not pickle: it holds live state bound to this process. "

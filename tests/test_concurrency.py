@@ -149,6 +149,37 @@ def test_a_stream_stepped_by_two_threads_at_once_is_guarded_not_corrupted(tmp_pa
         np.testing.assert_array_equal(value, serial.state[key])
 
 
+def test_every_stream_call_that_finds_it_busy_raises_and_changes_nothing(tmp_path):
+    # Deterministic half of the test above: the stream's busy mark is held, as by another
+    # thread inside step(). The C fast path (float32 rows, with and without out=), the
+    # general path (float64 rows) and the state calls must all refuse, and leave the state.
+    model = build(tmp_path, I=8, H=32, layers=1)
+    stream = model.stream(batch_size=1)
+    x = np.random.default_rng(5).uniform(-1, 1, 8).astype(np.float32)
+    y = stream.step(x)
+    before = stream.state
+    calls = {
+        "step": lambda: stream.step(x),
+        "step batched": lambda: stream.step(x[None]),
+        "step out=": lambda: stream.step(x, out=np.empty_like(y)),
+        "step float64": lambda: stream.step(x.astype(np.float64)),
+        "reset": stream.reset,
+        "state": lambda: stream.state,
+        "state =": lambda: setattr(stream, "state", before),
+    }
+    assert stream._busy.acquire()
+    try:
+        assert not stream._busy.acquire()
+        for name, call in calls.items():
+            with pytest.raises(rnnrt.InputError, match="another thread"):
+                call()
+    finally:
+        stream._busy.release()
+    for key, value in stream.state.items():
+        np.testing.assert_array_equal(value, before[key])
+    np.testing.assert_array_equal(stream.step(x), model.stream(batch_size=1, state=before).step(x))
+
+
 def test_run_step_pool_step_and_generate_release_the_gil(tmp_path):
     # While one thread is inside the C call, this thread must get to run: it sleeps briefly
     # and must wake long before the call ends. If the call held the GIL, this thread could
