@@ -73,6 +73,7 @@ from libc.stdint cimport uint64_t
 
 cdef extern from "rnnrt.h" nogil:
     const char *rnnrt_packed_isa()
+    long rnnrt_l2_bytes()
     void rnnrt_pool_step(const rnnrt_op *ops, int n_ops, rnnrt_call *call, float **store_h,
                          float **store_c, const int64_t *rows, int n)
 
@@ -140,6 +141,11 @@ cdef void release_call(rnnrt_call *call):
 def kernel_isa():
     """The instruction set of the gate-product kernel in use: avx512, avx2 or portable."""
     return rnnrt_packed_isa().decode()
+
+
+def l2_bytes():
+    """The L2 cache size the engine plans with (this CPU's, or 1 MiB when unknown)."""
+    return rnnrt_l2_bytes()
 
 
 def rng_draws(uint64_t seed, Py_ssize_t n):
@@ -264,14 +270,15 @@ cdef class Engine:
         return rnnrt_plan_work_floats(self.ops, self.n_ops, B, T, nthreads)
 
     def thread_schedule(self, int B, int T, int nthreads):
-        """[(op index, "rows" | "directions" | "units", threads)] for each recurrent op, for
-        a batch of B sequences of T steps (T = 1: a streaming step)."""
+        """[(op index, "rows" | "directions" | "units" | "ranges", threads)] for each
+        recurrent op, for a batch of B sequences of T steps (T = 1: a streaming step).
+        "ranges": units split, with the recurrent product by contiguous panel ranges."""
         cdef int how
         out = []
         for i in range(self.n_ops):
             if self.ops[i].kind == 0:   # OP_RECURRENT (plan.OP_CODES)
                 n = rnnrt_recurrent_threads(&self.ops[i].rec, B, T, nthreads, &how)
-                out.append((i, ("rows", "directions", "units")[how], n))
+                out.append((i, ("rows", "directions", "units", "ranges")[how], n))
         return out
 
     def run(self, list buffers, int B, Ts, int nthreads, cnp.ndarray work,

@@ -475,13 +475,15 @@ def _agreement(ours: np.ndarray, theirs: np.ndarray) -> list:
 
 def engine_line(model, batch: int, time: int, threads: int) -> str:
     """Which kernel runs the gate products, and how each recurrent layer uses the threads
-    (src_c/recurrent.c: rows, directions or units) in a run and in a step of this batch."""
-    from ._engine import kernel_isa
+    (src_c/recurrent.c: rows, directions, units or ranges) in a run and in a step of this
+    batch."""
+    from ._engine import kernel_isa, l2_bytes
 
     def splits(T):
         layers = model._engine.thread_schedule(batch, T, threads)
         return ", ".join(f"{how} on {n}" for _, how, n in layers) or "none"
-    return (f"engine: {kernel_isa()} gate kernel; recurrent layers split by "
+    return (f"engine: {kernel_isa()} gate kernel, L2 {l2_bytes() // 1024} KiB; recurrent "
+            f"layers split by "
             f"{splits(time)} thread(s) in a run, {splits(1)} in a step")
 
 

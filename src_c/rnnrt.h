@@ -76,8 +76,9 @@ typedef struct {
 
 long rnnrt_recurrent_work(const rnnrt_recurrent *r, int B, int T, int nthreads);
 /* How a call's threads share a layer (recurrent.c explains): the threads used, and *how. */
-enum { SPLIT_ROWS, SPLIT_DIRECTIONS, SPLIT_UNITS };
+enum { SPLIT_ROWS, SPLIT_DIRECTIONS, SPLIT_UNITS, SPLIT_RANGES };
 int rnnrt_recurrent_threads(const rnnrt_recurrent *r, int B, int T, int nthreads, int *how);
+long rnnrt_l2_bytes(void);           /* the L2 size the schedules plan with */
 void rnnrt_recurrent_run(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io);
 
 /* ---- row-wise layers (layers.c); `rows` = product of all axes but the last ---- */

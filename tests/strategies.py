@@ -382,6 +382,18 @@ def least_split_bytes(T):
     return (512 if T == 1 else 224) * 1024
 
 
+def units_split_kind(layer, threads):
+    """How threads that split a layer's units share its recurrent product: "ranges" (each a
+    contiguous run of R's panels) where each one's share of R fills much of its L2 but fits,
+    else "units" (product_by_ranges in src_c/recurrent.c)."""
+    from rnnrt import _engine
+    G = len(ir.GATES[layer.cell])
+    P = -(-layer.hidden_size // 32)
+    share = 4 * layer.state_size * G * layer.hidden_size // min(threads, P)
+    l2 = _engine.l2_bytes()
+    return "ranges" if G > 1 and l2 // 4 < share <= l2 else "units"
+
+
 def tame_wide_recurrence(layer):
     """Scale R as if the state had 40 units: U(-0.5, 0.5) weights over hundreds of units make
     the recurrence chaotic (rounding differences double every step or two), which no

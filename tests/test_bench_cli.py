@@ -65,7 +65,7 @@ def test_bench_prints_table_and_json(tiny, tmp_path, capsys):
     assert rc == 0
     assert "batch 2, time 5" in stdout and "median" in stdout and "p90" in stdout
     # The tiny model is one narrow layer: 2 rows on up to 2 threads, one row each.
-    assert re.search(r"engine: (avx512|avx2|portable) gate kernel; recurrent layers split "
+    assert re.search(r"engine: (avx512|avx2|portable) gate kernel, L2 \d+ KiB; recurrent layers split "
                      r"by rows on [12] thread\(s\) in a run, rows on [12] in a step", stdout)
     medians = _medians(stdout)
     assert set(medians) == {"rnnrt run", "rnnrt step"}

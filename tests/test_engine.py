@@ -20,7 +20,8 @@ import rnnrt.packing
 from rnnrt import ir
 from reference import float32_tolerance, run_reference, run_reference_traced
 from strategies import (ACT_PARAM_RANGES, WIDE, least_split_bytes, make_recurrent,
-                        recurrent_cases, stack_cases, tame_wide_recurrence, wide_sum_factor)
+                        recurrent_cases, stack_cases, tame_wide_recurrence, units_split_kind,
+                        wide_sum_factor)
 
 PEAK_LIMIT = 100.0
 # RNNRT_EXAMPLES=1000 for a deeper search than the default quick run.
@@ -126,12 +127,44 @@ def test_fewer_rows_than_threads_split_units_or_directions(case, num_threads, tm
         assert (how, used) == ("directions", 2)
     elif (rec.direction != "bidirectional" and rec.Proj is None and num_threads >= 2 * case.batch
           and 4 * S * G * rec.hidden_size >= least_split_bytes(case.time)):
-        assert (how, used) == ("units", num_threads)
+        assert (how, used) == (units_split_kind(rec, num_threads), num_threads)
     else:
         assert (how, used) == ("rows", case.batch)
     got = model.run(case.feeds)
     assert_outputs_close(got, want, tol, f"{how} on {used} threads")
     assert_outputs_close(got, load(case, tmp_path, 1).run(case.feeds), tol / 2, "vs 1 thread")
+
+
+@pytest.mark.parametrize("cell, hidden, lbr", [
+    ("lstm", 256, False),       # 4 x 8 panels: each thread two whole gates
+    ("lstm", 230, False),       # a partial last panel in every gate
+    ("gru", 240, True),         # 3 x 8 panels: the ranges meet inside gate r
+    ("gru", 240, False),        # reset before the product: ranges over z and r only
+    ("rnn", 400, False),        # one gate: ranges would be the units split itself
+])
+def test_batch_one_split_by_panel_ranges_matches_reference(cell, hidden, lbr, tmp_path):
+    # At batch 1 on 2 threads, a layer whose per-thread share of R fills much of L2 has each
+    # thread compute a contiguous range of R's panels (which may end inside a gate), then the
+    # gates of its own units (src_c/recurrent.c). Checked against the oracle, and 1 thread.
+    rng = np.random.default_rng(11)
+    T, I = 5, 16
+    rec = make_recurrent("rec", cell, "forward", hidden, I, rng, x="x", y="y", h_n="h_n",
+                         **({"linear_before_reset": lbr} if cell == "gru" else {}))
+    tame_wide_recurrence(rec)
+    graph = ir.Graph([ir.TensorInfo("x", (None, None, I), "float32")], [rec],
+                     ["y", "h_n"]).validate()
+    feeds = {"x": rng.uniform(-1, 1, (1, T, I)).astype(np.float32)}
+    want, peak = run_reference_traced(graph, feeds)
+    tol = float32_tolerance(peak) * wide_sum_factor(rec)
+    model = rnnrt.load(rnnrt.packing.save(graph, tmp_path / "m.rnnrt"), num_threads=2)
+    [(_, how, used)] = model._engine.thread_schedule(1, T, 2)
+    assert (how, used) == (units_split_kind(rec, 2), 2)
+    if rnnrt._engine.l2_bytes() == 1 << 20:     # this machine's: the cases mean what they say
+        assert how == ("units" if cell == "rnn" else "ranges")
+    got = model.run(feeds)
+    assert_outputs_close(got, want, tol, f"{how} on 2 threads")
+    one = rnnrt.load(rnnrt.packing.save(graph, tmp_path / "one.rnnrt"), num_threads=1)
+    assert_outputs_close(got, one.run(feeds), tol / 2, "vs 1 thread")
 
 
 @pytest.mark.parametrize("threads", [1, 2])
