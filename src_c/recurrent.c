@@ -390,7 +390,10 @@ static void run_direction(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io
             project_step(r, io, b0, rows, reverse ? T - 1 - s : s, d, w->gx);
         }
         /* Recurrent GEMM; GRU with reset before the matmul does its h part later. */
-        recurrent_gemm(r, d, rows, w->h, 0, gru_before ? 2 : r->G, u, ranged, w->gr);
+        /* A SimpleRNN's one gate has the state's shape (G * H == S): its pre-activations go
+         * straight into the next state, activated there in place. */
+        float *gr = r->cell == CELL_RNN ? w->hnew : w->gr;
+        recurrent_gemm(r, d, rows, w->h, 0, gru_before ? 2 : r->G, u, ranged, gr);
         if (ranged) {
             join_units(u);      /* the epilogue reads gates of its units others computed */
         }
@@ -416,14 +419,13 @@ static void run_direction(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io
             if (!rs.update) {
                 continue;
             }
-            float *pre = w->gr + (long)bi * GH;
+            float *pre = gr + (long)bi * GH;
             const float *gx = GX(bi, rs.t);
             float *hnew = w->hnew + (long)bi * S;
             switch (r->cell) {
-            case CELL_RNN:
+            case CELL_RNN:      /* pre is this row of hnew */
                 add_gate_inputs(r, d, pre, gx, 0, 1, u);
                 activate(&r->act[d][0], pre + c0, cn, r->clip);
-                memcpy(hnew + c0, pre + c0, cbytes);
                 break;
             case CELL_LSTM:
                 lstm_row(r, d, pre, gx, w->c + (long)bi * H,
