@@ -342,7 +342,6 @@ static void run_direction(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io
     int B = io->B, T = io->T, H = r->H, S = r->S, GH = r->G * H, N = r->D * GH;
     int reverse = (d == 1) || r->reverse_only;
     int stepwise = !u.split && stepwise_inputs(io, reverse, rows);
-    int ranged = u.ranged;
     if (!stepwise) {
         project_inputs(r, io, b0, rows, w->gx, d, u);
     }
@@ -393,8 +392,8 @@ static void run_direction(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io
         /* A SimpleRNN's one gate has the state's shape (G * H == S): its pre-activations go
          * straight into the next state, activated there in place. */
         float *gr = r->cell == CELL_RNN ? w->hnew : w->gr;
-        recurrent_gemm(r, d, rows, w->h, 0, gru_before ? 2 : r->G, u, ranged, gr);
-        if (ranged) {
+        recurrent_gemm(r, d, rows, w->h, 0, gru_before ? 2 : r->G, u, u.ranged, gr);
+        if (u.ranged) {
             join_units(u);      /* the epilogue reads gates of its units others computed */
         }
         if (gru_before) {
@@ -493,7 +492,9 @@ static void run_direction(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io
  * UNITS: the threads split every step's hidden units, each computing its columns of every
  * gate and of the input projection (so each reads only its part of the weights, from its
  * own core's cache), and join once per step (twice for a GRU with the reset before the
- * product). A projection mixes all units each step, so it stays on ROWS. */
+ * product). A projection mixes all units each step, so it stays on ROWS.
+ * RANGES: UNITS, except that the recurrent product is split into contiguous ranges of R's
+ * panels, joined before the epilogue (product_by_ranges says where that pays). */
 /* Unit shares are whole panels of 32 units (rnnrt/panels.py): a thread reads only its
  * panels, and its shares of the gates and states start on 32-unit boundaries. */
 /* Below this many bytes of recurrent weights a step takes a few microseconds, and a second
