@@ -95,8 +95,8 @@ static double error_of(const float *c, const float *c0, int m, int k, int w, int
     return worst;
 }
 
-/* One case, read both ways (plain, and streamed: rows asked for ahead); returns 0 when it
- * passed. */
+/* One case, read every way (plain; streamed, rows asked for ahead, panels in either order);
+ * returns 0 when it passed. */
 static int check_case(const packed_isa *isa, int m, int k, int n, int n0, int n1, float beta)
 {
     const int lda = k + rng_int(0, 3), ldb = n + rng_int(0, 5);
@@ -126,14 +126,16 @@ static int check_case(const packed_isa *isa, int m, int k, int n, int n0, int n1
             break;
         }
     }
-    for (int streamed = 0; streamed < 2 && !failed; streamed++) {
+    /* Every way of reading the panels: plain; streamed forward and backward. */
+    static const char *const how[3] = {"", " streamed", " streamed backward"};
+    for (int way = 0; way < 3 && !failed; way++) {
         memcpy(c, c0, sizeof(float) * (size_t)m * ldc);
-        gemm_packed_with(isa, streamed, m, n0, n1, k, a, lda, packed, beta, c, ldc);
+        gemm_packed_with(isa, way > 0, way == 2, m, n0, n1, k, a, lda, packed, beta, c, ldc);
         double worst = error_of(c, c0, m, k, w, ldc, a, lda, b, ldb, n0, beta);
         if (!(worst <= 1e-6)) {
             printf("FAIL %s%s m=%d k=%d n=%d window=[%d,%d) beta=%g lda=%d ldb=%d ldc=%d "
-                   "(worst relative error %.3g)\n", isa->name, streamed ? " streamed" : "", m,
-                   k, n, n0, n1, beta, lda, ldb, ldc, worst);
+                   "(worst relative error %.3g)\n", isa->name, how[way], m, k, n, n0, n1,
+                   beta, lda, ldb, ldc, worst);
             failed = 1;
         }
     }
@@ -256,8 +258,8 @@ static void call_kernel(int kernel, const bench_case *s)
     switch (kernel) {
     case KERNEL_PACKED:
     case KERNEL_STREAMED:
-        gemm_packed_with(s->isa, kernel == KERNEL_STREAMED, s->m, 0, s->n, s->k, s->a, s->k,
-                         s->packed, 0.0f, s->c, s->n);
+        gemm_packed_with(s->isa, kernel == KERNEL_STREAMED, 0, s->m, 0, s->n, s->k, s->a,
+                         s->k, s->packed, 0.0f, s->c, s->n);
         break;
     case KERNEL_SGEMM:
         scipy_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->m, s->n, s->k, 1.0f,

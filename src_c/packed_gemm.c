@@ -299,9 +299,10 @@ __attribute__((constructor)) static void packed_isa_pick(void)
 }
 #endif
 
-static void gemm_packed_with(const packed_isa *isa, int streamed, int m, int n0, int n1,
-                             int k, const float *a, int lda, const float *packed, float beta,
-                             float *c, int ldc)
+/* backward: the panels in descending order (see rnnrt_gemm_packed_streamed). */
+static void gemm_packed_with(const packed_isa *isa, int streamed, int backward, int m, int n0,
+                             int n1, int k, const float *a, int lda, const float *packed,
+                             float beta, float *c, int ldc)
 {
     if (m <= 0 || n1 <= n0) {
         return;
@@ -309,7 +310,9 @@ static void gemm_packed_with(const packed_isa *isa, int streamed, int m, int n0,
     /* Row tiles of nearly equal height: `tiles` of them, the first `tall` one row taller. */
     const int tiles = (m + isa->mr_max - 1) / isa->mr_max;
     const int short_rows = m / tiles, tall = m % tiles;
-    for (int j0 = n0; j0 < n1; j0 += RNNRT_PANEL) {
+    const int panels = (n1 - n0 + RNNRT_PANEL - 1) / RNNRT_PANEL;
+    for (int q = 0; q < panels; q++) {
+        const int j0 = n0 + (backward ? panels - 1 - q : q) * RNNRT_PANEL;
         const float *panel = packed + (long)(j0 / RNNRT_PANEL) * k * RNNRT_PANEL;
         const int w = n1 - j0 < RNNRT_PANEL ? n1 - j0 : RNNRT_PANEL;
         float *cj = c + (j0 - n0);
@@ -341,13 +344,15 @@ static void gemm_packed_with(const packed_isa *isa, int streamed, int m, int n0,
 void rnnrt_gemm_packed(int m, int n0, int n1, int k, const float *a, int lda,
                        const float *packed, float beta, float *c, int ldc)
 {
-    gemm_packed_with(packed_isa_used, 0, m, n0, n1, k, a, lda, packed, beta, c, ldc);
+    gemm_packed_with(packed_isa_used, 0, 0, m, n0, n1, k, a, lda, packed, beta, c, ldc);
 }
 
 void rnnrt_gemm_packed_streamed(int m, int n0, int n1, int k, const float *a, int lda,
-                                const float *packed, float beta, float *c, int ldc)
+                                const float *packed, float beta, float *c, int ldc,
+                                int backward)
 {
-    gemm_packed_with(packed_isa_used, 1, m, n0, n1, k, a, lda, packed, beta, c, ldc);
+    gemm_packed_with(packed_isa_used, 1, backward, m, n0, n1, k, a, lda, packed, beta, c,
+                     ldc);
 }
 
 const char *rnnrt_packed_isa(void)

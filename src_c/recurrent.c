@@ -254,17 +254,21 @@ long rnnrt_l2_bytes(void)
 /* gr[:, gH + v] = a @ R[d, g, v] for gates g0..g1-1 and units v: the thread's units u, or,
  * with `ranged`, the thread's contiguous range of the panels of gates g0..g1-1 taken in
  * memory order (gate by gate), which may end inside a gate. Each thread then reads one
- * contiguous part of R, and other threads' units of gr are its to compute. */
+ * contiguous part of R, and other threads' units of gr are its to compute. Step s reads
+ * its weights forward when s is even and backward when odd, so that each step begins with
+ * what the last one left in L2 (for weights beyond L2: 1 thread, 1 x 512 x 2048, 38.6 us a
+ * step in one direction, 36.3 us alternating; 2 threads, half each: 19.6 and 17.4 us). */
 static void recurrent_gemm(const rnnrt_recurrent *r, int d, int rows, const float *a, int g0,
-                           int g1, units u, int ranged, float *gr)
+                           int g1, units u, int ranged, int s, float *gr)
 {
     const int P = (r->H + RNNRT_PANEL - 1) / RNNRT_PANEL, GH = r->G * r->H;
     const int total = (g1 - g0) * P;
     const int q0 = ranged ? u.k * total / u.team : 0, q1 = ranged ? (u.k + 1) * total / u.team
                                                                 : total;
     /* Beyond L2, the kernel asks for the weights ahead. */
-    const int streamed = r_share_bytes(r, u) > l2_bytes;
-    for (int g = g0; g < g1; g++) {
+    const int streamed = r_share_bytes(r, u) > l2_bytes, backward = streamed && (s & 1);
+    for (int i = 0; i < g1 - g0; i++) {
+        const int g = backward ? g1 - 1 - i : g0 + i;
         int v0 = u.u0, v1 = u.u1;
         if (ranged) {           /* this gate's panels within [q0, q1) */
             int first = (g - g0) * P;
@@ -278,7 +282,8 @@ static void recurrent_gemm(const rnnrt_recurrent *r, int d, int rows, const floa
         const float *panels = gate_panels(r, r->Rp, r->S, d, g);
         float *c = gr + g * r->H + v0;
         if (streamed) {
-            rnnrt_gemm_packed_streamed(rows, v0, v1, r->S, a, r->S, panels, 0.0f, c, GH);
+            rnnrt_gemm_packed_streamed(rows, v0, v1, r->S, a, r->S, panels, 0.0f, c, GH,
+                                       backward);
         } else {
             rnnrt_gemm_packed(rows, v0, v1, r->S, a, r->S, panels, 0.0f, c, GH);
         }
@@ -392,7 +397,7 @@ static void run_direction(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io
         /* A SimpleRNN's one gate has the state's shape (G * H == S): its pre-activations go
          * straight into the next state, activated there in place. */
         float *gr = r->cell == CELL_RNN ? w->hnew : w->gr;
-        recurrent_gemm(r, d, rows, w->h, 0, gru_before ? 2 : r->G, u, u.ranged, gr);
+        recurrent_gemm(r, d, rows, w->h, 0, gru_before ? 2 : r->G, u, u.ranged, s, gr);
         if (u.ranged) {
             join_units(u);      /* the epilogue reads gates of its units others computed */
         }
@@ -411,7 +416,7 @@ static void run_direction(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io
                 }
             }
             join_units(u);      /* the candidate's product reads every unit of r*h */
-            recurrent_gemm(r, d, rows, w->tmp, 2, 3, u, 0, w->gr);
+            recurrent_gemm(r, d, rows, w->tmp, 2, 3, u, 0, s, w->gr);
         }
         for (int bi = 0; bi < rows; bi++) {
             row_step rs = step_of(io, reverse, b0 + bi, s);

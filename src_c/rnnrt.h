@@ -201,9 +201,13 @@ void rnnrt_pack_b(int k, int n, const float *b, int ldb, float *packed);
 void rnnrt_gemm_packed(int m, int n0, int n1, int k, const float *a, int lda,
                        const float *packed, float beta, float *c, int ldc);
 /* The same product, for weights that do not stay in L2 from one call to the next (a wide
- * layer's recurrent matrix, read once a step): with few rows it asks for the weights ahead. */
+ * layer's recurrent matrix, read once a step): with few rows it asks for the weights ahead.
+ * backward: the panels in descending order. Calls that alternate directions over the same
+ * weights start on what the previous one read last, still in L2; in one direction every
+ * call would find L2 holding only what it reads last. */
 void rnnrt_gemm_packed_streamed(int m, int n0, int n1, int k, const float *a, int lda,
-                                const float *packed, float beta, float *c, int ldc);
+                                const float *packed, float beta, float *c, int ldc,
+                                int backward);
 /* The instruction set the kernel runs with: "avx512", "avx2" or "portable". */
 const char *rnnrt_packed_isa(void);
 /* ---- end packed GEMM ---- */
