@@ -60,6 +60,7 @@ cdef extern from "rnnrt.h" nogil:
         float **state_h
         float **state_c
         long bad_id_op
+        unsigned long runs
 
     int RNNRT_MAX_IO
     int rnnrt_recurrent_threads(const rnnrt_recurrent *r, int B, int T, int nthreads, int *how)
@@ -126,6 +127,7 @@ cdef int bind_call(rnnrt_call *call, list buffers, list states_h, list states_c,
         call.state_c = float_ptr_array(states_c)
     call.B, call.T, call.nthreads = B, T, nthreads
     call.work = <float *>cnp.PyArray_DATA(work)
+    call.runs = 0
     return 0
 
 

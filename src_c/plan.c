@@ -31,6 +31,8 @@ void rnnrt_plan_run(const rnnrt_op *ops, int n_ops, rnnrt_call *call)
 {
     int B = call->B;
     call->bad_id_op = -1;
+    const int parity = (int)(call->runs++ & 1);   /* a stream's steps alternate like a
+                                                  * sequence's (recurrent_gemm) */
     for (int i = 0; i < n_ops; i++) {
         const rnnrt_op *op = &ops[i];
         int T = op_time(op, call->T);
@@ -40,7 +42,7 @@ void rnnrt_plan_run(const rnnrt_op *ops, int n_ops, rnnrt_call *call)
             /* in: x, lens, mask, h0, c0; out: y, hn, cn, hlast, clast */
             rnnrt_recurrent_io io = {
                 B, T, SLOT(0), SLOT(1), SLOT(2), SLOT(3), SLOT(4),
-                OUT(0), OUT(1), OUT(2), OUT(3), OUT(4), call->work, call->nthreads};
+                OUT(0), OUT(1), OUT(2), OUT(3), OUT(4), call->work, call->nthreads, parity};
             float *hn = io.hn, *cn = io.cn;
             io.h0 = io.h0 ? io.h0 : op->rec.h0v;
             io.c0 = io.c0 ? io.c0 : op->rec.c0v;

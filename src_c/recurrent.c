@@ -255,9 +255,10 @@ long rnnrt_l2_bytes(void)
  * with `ranged`, the thread's contiguous range of the panels of gates g0..g1-1 taken in
  * memory order (gate by gate), which may end inside a gate. Each thread then reads one
  * contiguous part of R, and other threads' units of gr are its to compute. Step s reads
- * its weights forward when s is even and backward when odd, so that each step begins with
- * what the last one left in L2 (for weights beyond L2: 1 thread, 1 x 512 x 2048, 38.6 us a
- * step in one direction, 36.3 us alternating; 2 threads, half each: 19.6 and 17.4 us). */
+ * its weights forward when s is even and backward when odd (s counts a stream's steps
+ * across calls: io->parity), so that each step begins with what the last one left in L2
+ * (for weights beyond L2: 1 thread, 1 x 512 x 2048, 38.6 us a step in one direction, 36.3 us
+ * alternating; 2 threads, half each: 19.6 and 17.4 us). */
 static void recurrent_gemm(const rnnrt_recurrent *r, int d, int rows, const float *a, int g0,
                            int g1, units u, int ranged, int s, float *gr)
 {
@@ -397,7 +398,8 @@ static void run_direction(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io
         /* A SimpleRNN's one gate has the state's shape (G * H == S): its pre-activations go
          * straight into the next state, activated there in place. */
         float *gr = r->cell == CELL_RNN ? w->hnew : w->gr;
-        recurrent_gemm(r, d, rows, w->h, 0, gru_before ? 2 : r->G, u, u.ranged, s, gr);
+        recurrent_gemm(r, d, rows, w->h, 0, gru_before ? 2 : r->G, u, u.ranged, s + io->parity,
+                       gr);
         if (u.ranged) {
             join_units(u);      /* the epilogue reads gates of its units others computed */
         }
@@ -416,7 +418,7 @@ static void run_direction(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io
                 }
             }
             join_units(u);      /* the candidate's product reads every unit of r*h */
-            recurrent_gemm(r, d, rows, w->tmp, 2, 3, u, 0, s, w->gr);
+            recurrent_gemm(r, d, rows, w->tmp, 2, 3, u, 0, s + io->parity, w->gr);
         }
         for (int bi = 0; bi < rows; bi++) {
             row_step rs = step_of(io, reverse, b0 + bi, s);

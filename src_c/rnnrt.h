@@ -72,6 +72,7 @@ typedef struct {
     float *hlast, *clast;            /* (B, D*S) / (B, D*H), or NULL */
     float *work;                     /* rnnrt_recurrent_work(r, B, T, nthreads) floats */
     int nthreads;
+    int parity;                      /* 1: step 0 reads the weights as an odd step does */
 } rnnrt_recurrent_io;
 
 long rnnrt_recurrent_work(const rnnrt_recurrent *r, int B, int T, int nthreads);
@@ -135,6 +136,7 @@ typedef struct {
     float *work;                     /* rnnrt_plan_work_floats(...) */
     float **state_h, **state_c;      /* stream states (D=1, B, S) / (B, H), or NULL */
     long bad_id_op;                  /* out: op index of an out-of-range token id, else -1 */
+    unsigned long runs;              /* plan runs made with this call (a stream's steps) */
 } rnnrt_call;
 
 long rnnrt_plan_work_floats(const rnnrt_op *ops, int n_ops, int B, const int *T, int nthreads);
