@@ -29,6 +29,11 @@ import tempfile
 if __package__ in (None, ""):          # run as a script: make `benchmarks` importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+# NumPy's own OpenBLAS (the oracle's float64 products) on one thread: its idle worker spins
+# on a core for ~0.1 s after each product, inside this process, where the check for rounds
+# disturbed by other processes cannot see it, while the next engine is being timed.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import numpy as np
 
 import rnnrt
