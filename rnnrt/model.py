@@ -29,6 +29,10 @@ def _public_shape(shape):
     return tuple(None if isinstance(d, str) else d for d in shape)
 
 
+# Input shapes whose call run() keeps (a service sees a few; a sweep starts over).
+_CALL_CACHE = 64
+
+
 def default_threads() -> int:
     """OMP_NUM_THREADS when set (Dask and Ray set it per worker), else the core count."""
     env = os.environ.get("OMP_NUM_THREADS", "")
@@ -131,6 +135,8 @@ class Model:
         self._vocab = {slots[op["in"][0]].name: op["vocab"] for op in self._plan.ops
                        if op["kind"] == plan.OP_CODES["Embedding"]
                        and op["in"][0] < len(self._plan.inputs)}
+        # run()'s shape checks and buffer sizes, by (threads, input shapes): see run().
+        self._calls = {}
 
     def verify(self):
         """Check the CRC32 of every tensor now (once per model, whatever load's `verify`).
@@ -184,13 +190,41 @@ class Model:
         """Run whole sequences: one array, or {name: array}. Returns the outputs in order."""
         engine = self._engine    # first: the checks below read tensor data (constant lengths)
         feeds = _match_feeds([s.name for s in self._plan.inputs], inputs)
-        sizes = {}
-        arrays = []
-        for spec in self._plan.inputs:
-            arr = _as_array(spec.name, feeds[spec.name], spec.dtype)
-            _bind(spec, arr, sizes)
+        arrays = [_as_array(spec.name, feeds[spec.name], spec.dtype)
+                  for spec in self._plan.inputs]
+        threads = self.num_threads   # the engine decides how to use them
+        key = (threads,) + tuple(a.shape for a in arrays)
+        call = self._calls.get(key)
+        if call is None:
+            call = self._call_for_shapes(engine, arrays, threads)
+            if len(self._calls) >= _CALL_CACHE:
+                self._calls.clear()
+            self._calls[key] = call
+        B, Ts, slot_shapes, work_floats = call
+        # What depends on the values, not the shapes, is checked every call.
+        for spec, arr in zip(self._plan.inputs, arrays):
             self._check_ids(spec.name, arr)
-            arrays.append(arr)
+        for i, tsym in self._lengths:
+            arr = arrays[i]
+            if arr.size and (arr.min() < 0 or arr.max() > Ts[tsym]):
+                raise InputError(f"input {self._plan.inputs[i].name!r}: sequence lengths must "
+                                 f"lie in 0..{Ts[tsym]} (the time axis), got "
+                                 f"{arr.min()}..{arr.max()}")
+        buffers = arrays + [np.empty(shape, dtype=dtype) for shape, dtype in slot_shapes]
+        work = np.empty(work_floats, dtype=np.float32)
+        bad = engine.run(buffers, B, Ts, threads, work)
+        if bad >= 0:  # ids are checked above; this guards the C side all the same
+            raise InputError("a token id is out of range of the embedding table")
+        n_in = len(arrays)
+        return [buffers[i].copy() if i < n_in else buffers[i] for i in self._plan.outputs]
+
+    def _call_for_shapes(self, engine, arrays, threads) -> tuple:
+        """Check the inputs' shapes, and derive what a call with them needs: (batch, time
+        lengths, [(shape, dtype)] of the other slots, workspace floats). Depends on the
+        shapes alone, so run() keeps it per shape."""
+        sizes = {}
+        for spec, arr in zip(self._plan.inputs, arrays):
+            _bind(spec, arr, sizes)
         B = sizes.get(plan.BATCH, self.fixed_batch or 1)
         Ts = [sizes.get(plan.time_symbol(k), 1) for k in range(self._plan.num_times)]
         if self.fixed_batch is not None and B != self.fixed_batch:
@@ -207,21 +241,8 @@ class Model:
             if not -Ts[tsym] <= index < Ts[tsym]:
                 raise InputError(f"the model reads time step {index} of its sequence, which "
                                  f"does not exist in a sequence of {Ts[tsym]} steps")
-        for i, tsym in self._lengths:
-            arr = arrays[i]
-            if arr.size and (arr.min() < 0 or arr.max() > Ts[tsym]):
-                raise InputError(f"input {self._plan.inputs[i].name!r}: sequence lengths must "
-                                 f"lie in 0..{Ts[tsym]} (the time axis), got "
-                                 f"{arr.min()}..{arr.max()}")
-        buffers = arrays + [np.empty(s.concrete(B, Ts), dtype=s.dtype)
-                            for s in self._plan.slots[len(arrays):]]
-        threads = self.num_threads   # the engine decides how to use them
-        work = np.empty(engine.work_floats(B, Ts, threads), dtype=np.float32)
-        bad = engine.run(buffers, B, Ts, threads, work)
-        if bad >= 0:  # ids are checked above; this guards the C side all the same
-            raise InputError("a token id is out of range of the embedding table")
-        n_in = len(arrays)
-        return [buffers[i].copy() if i < n_in else buffers[i] for i in self._plan.outputs]
+        slot_shapes = [(s.concrete(B, Ts), s.dtype) for s in self._plan.slots[len(arrays):]]
+        return B, Ts, slot_shapes, engine.work_floats(B, Ts, threads)
 
     def __call__(self, x) -> np.ndarray:
         return self.run(x)[0]

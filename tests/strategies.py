@@ -128,9 +128,13 @@ def make_recurrent(name, cell, direction, hidden, input_size, rng, *, x, proj=No
 @st.composite
 def recurrent_layer(draw, name, input_size, x, *, forward_only=False, time_major=None,
                     y_layouts=ir.Y_LAYOUTS, seq_lens=None, mask=None, rng,
-                    direction=None, state_size=None, hidden_sizes=HIDDEN_SIZES):
+                    direction=None, state_size=None, hidden_sizes=HIDDEN_SIZES,
+                    default_activations=False):
     """A random Recurrent layer reading `x`; the caller names its outputs.
-    state_size fixes S (then hidden = S, no projection)."""
+    state_size fixes S (then hidden = S, no projection). default_activations: the cell's
+    own (bounded), for wide layers: over a hundred units, a linear candidate and an
+    unbounded output grow the state several-fold a step, and float32 rounding with it, past
+    what the tolerance allows any engine."""
     cell = draw(st.sampled_from(sorted(ir.GATES)))
     if direction is None:
         direction = "forward" if forward_only else draw(
@@ -143,7 +147,8 @@ def recurrent_layer(draw, name, input_size, x, *, forward_only=False, time_major
     return make_recurrent(
         name, cell, direction, hidden, input_size, rng, x=x, proj=proj,
         peepholes=lstm and draw(st.booleans()),
-        activations=[draw(cell_activations(cell)) for _ in range(D)],
+        activations=None if default_activations else [draw(cell_activations(cell))
+                                                      for _ in range(D)],
         clip=f32(draw(st.floats(0.25, 3.0))) if draw(st.integers(0, 3)) == 0 else None,
         input_forget=lstm and draw(st.booleans()),
         linear_before_reset=cell == "gru" and draw(st.booleans()),
@@ -219,7 +224,8 @@ def state_input(name, layer, size):
 # ----------------------------------------------------------------------------- graphs
 
 @st.composite
-def recurrent_cases(draw, hidden_sizes=HIDDEN_SIZES, batches=BATCHES):
+def recurrent_cases(draw, hidden_sizes=HIDDEN_SIZES, batches=BATCHES,
+                    default_activations=False):
     """One Recurrent layer with random options, inputs and outputs."""
     rng = np.random.default_rng(draw(SEEDS))
     B, T, I = draw(batches), draw(TIMES), draw(INPUT_SIZES)
@@ -234,7 +240,8 @@ def recurrent_cases(draw, hidden_sizes=HIDDEN_SIZES, batches=BATCHES):
         inputs.append(ir.TensorInfo("seq_lens", (None,), "int32"))
     layer = draw(recurrent_layer("rec", I, x, seq_lens=seq_lens, mask=mask, rng=rng,
                                  time_major=False if mask else None,
-                                 hidden_sizes=hidden_sizes))
+                                 hidden_sizes=hidden_sizes,
+                                 default_activations=default_activations))
     if draw(st.booleans()):
         layer.h0 = "h0"
         inputs.append(state_input("h0", layer, layer.state_size))
@@ -354,7 +361,8 @@ def stack_cases(draw, forward_only=False, stream=False):
 def stream_cases(draw, hidden_sizes=None, batches=BATCHES):
     """Forward-only graphs with one input and one output: a sequence output (y, possibly
     through slice / dense / activation) or a vector one (TimeStep(-1), h_last or h_n).
-    hidden_sizes: one recurrent layer of those sizes (default: that, or a random stack)."""
+    hidden_sizes: one recurrent layer of those sizes, with the cell's own activations (wide
+    layers; see recurrent_layer); default: a random one, or a random stack."""
     if hidden_sizes is None and draw(st.booleans()):
         return draw(stack_cases(stream=True))
     sizes = HIDDEN_SIZES if hidden_sizes is None else hidden_sizes
@@ -364,7 +372,8 @@ def stream_cases(draw, hidden_sizes=None, batches=BATCHES):
     t, feat, mask = draw(_front(rng, inputs, layers, draw(INPUT_SIZES)))
     layer = draw(recurrent_layer("rec", feat, t, forward_only=True, time_major=False,
                                  y_layouts=("btf",), mask=mask, rng=rng,
-                                 hidden_sizes=sizes))
+                                 hidden_sizes=sizes,
+                                 default_activations=hidden_sizes is not None))
     role = draw(st.sampled_from(["h_last", "h_n"] + (["c_last"] if layer.cell == "lstm"
                                                       else [])))
     setattr(layer, role, role)
@@ -402,11 +411,13 @@ def units_split_kind(layer, threads):
 def tame_wide_recurrence(layer):
     """Scale R as if the state had 40 units: U(-0.5, 0.5) weights over hundreds of units make
     the recurrence chaotic (rounding differences double every step or two), which no
-    float32 engine can follow to 1e-5; trained weights are not like that."""
-    layer.R = layer.R * np.float32(np.sqrt(40 / layer.state_size))
+    float32 engine can follow to 1e-5; trained weights are not like that. A smaller state
+    (an LSTM projected to a few units) is left as it is, not scaled up."""
+    layer.R = layer.R * np.float32(min(1.0, np.sqrt(40 / layer.state_size)))
 
 
 def wide_sum_factor(layer):
     """float32_tolerance was set on sizes up to 40; the rounding error of a sum grows with
-    the square root of its length, which shows once unbounded activations let values grow."""
-    return max(1.0, (layer.state_size / 40) ** 0.5)
+    the square root of its length, which shows once unbounded activations let values grow.
+    The longest sum is over the state (R) or, with an LSTM projection, the hidden units."""
+    return max(1.0, (max(layer.state_size, layer.hidden_size) / 40) ** 0.5)

@@ -108,7 +108,8 @@ def test_one_and_two_threads_agree(case, tmp_path):
 
 
 @SETTINGS
-@given(case=recurrent_cases(hidden_sizes=WIDE, batches=st.integers(1, 2)),
+@given(case=recurrent_cases(hidden_sizes=WIDE, batches=st.integers(1, 2),
+                            default_activations=True),
        num_threads=st.sampled_from([2, 3]))
 def test_fewer_rows_than_threads_split_units_or_directions(case, num_threads, tmp_path):
     # Batch 1 (or 2 on 3 threads) leaves threads without rows: at batch 1 a bidirectional
