@@ -189,6 +189,31 @@ def test_repeated_runs_are_identical(threads, tmp_path):
     assert_outputs_close(first, want, 1e-5)
 
 
+def test_runs_of_alternating_shapes_each_check_and_compute_their_own(tmp_path):
+    # run() keeps what a shape needs (checks passed, buffer sizes) per input shape. Shapes
+    # taken in turn must each compute as on a fresh model; a bad shape, a bad length value
+    # and a changed thread count after good calls must still be caught or followed.
+    layer = make_recurrent("r", "gru", "forward", 6, 3, np.random.default_rng(2),
+                           x="x", y="y", seq_lens="L")
+    graph = ir.Graph([ir.TensorInfo("x", (None, None, 3), "float32"),
+                      ir.TensorInfo("L", (None,), "int32")], [layer], ["y"])
+    path = rnnrt.packing.save(graph, tmp_path / "m.rnnrt")
+    model = rnnrt.load(path, num_threads=1)
+    rng = np.random.default_rng(3)
+    feeds = [{"x": rng.uniform(-1, 1, (B, T, 3)).astype(np.float32),
+              "L": rng.integers(0, T + 1, B).astype(np.int32)} for B, T in [(2, 5), (3, 4)]]
+    want = [run_reference_traced(graph, f)[0] for f in feeds]
+    for f, w in [*zip(feeds, want), *zip(feeds, want)]:
+        assert_outputs_close(model.run(f), w, 1e-5)
+    with pytest.raises(rnnrt.InputError, match="features"):
+        model.run({"x": feeds[0]["x"][..., :2].copy(), "L": feeds[0]["L"]})
+    with pytest.raises(rnnrt.InputError, match="sequence lengths"):
+        model.run({"x": feeds[0]["x"], "L": np.array([5, 6], np.int32)})
+    model.num_threads = 2
+    assert_outputs_close(model.run(feeds[1]), want[1], 1e-5)
+    assert_outputs_close(rnnrt.load(path, num_threads=2).run(feeds[1]), want[1], 1e-5)
+
+
 def _slot_cases():
     for name in sorted(ir.ELEMENTWISE):
         acts = [ir.Act.of(name)]
