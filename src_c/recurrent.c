@@ -254,20 +254,21 @@ long rnnrt_l2_bytes(void)
 /* gr[:, gH + v] = a @ R[d, g, v] for gates g0..g1-1 and units v: the thread's units u, or,
  * with `ranged`, the thread's contiguous range of the panels of gates g0..g1-1 taken in
  * memory order (gate by gate), which may end inside a gate. Each thread then reads one
- * contiguous part of R, and other threads' units of gr are its to compute. Step s reads
- * its weights forward when s is even and backward when odd (s counts a stream's steps
- * across calls: io->parity), so that each step begins with what the last one left in L2
- * (for weights beyond L2: 1 thread, 1 x 512 x 2048, 38.6 us a step in one direction, 36.3 us
- * alternating; 2 threads, half each: 19.6 and 17.4 us). */
+ * contiguous part of R, and other threads' units of gr are its to compute. `streamed`: the
+ * thread's share of R does not stay in L2 from step to step; then step s reads its weights
+ * forward when s is even and backward when odd (s counts a stream's steps across calls:
+ * io->parity), so that each step begins with what the last one left in L2 (1 thread,
+ * 1 x 512 x 2048, 38.6 us a step in one direction, 36.3 us alternating; 2 threads, half
+ * each: 19.6 and 17.4 us). */
 static void recurrent_gemm(const rnnrt_recurrent *r, int d, int rows, const float *a, int g0,
-                           int g1, units u, int ranged, int s, float *gr)
+                           int g1, units u, int ranged, int streamed, int s, float *gr)
 {
     const int P = (r->H + RNNRT_PANEL - 1) / RNNRT_PANEL, GH = r->G * r->H;
     const int total = (g1 - g0) * P;
     const int q0 = ranged ? u.k * total / u.team : 0, q1 = ranged ? (u.k + 1) * total / u.team
                                                                 : total;
-    /* Beyond L2, the kernel asks for the weights ahead. */
-    const int streamed = r_share_bytes(r, u) > l2_bytes, backward = streamed && (s & 1);
+    /* Weights beyond L2 (streamed): the kernel asks for them ahead. */
+    const int backward = streamed && (s & 1);
     for (int i = 0; i < g1 - g0; i++) {
         const int g = backward ? g1 - 1 - i : g0 + i;
         int v0 = u.u0, v1 = u.u1;
@@ -342,6 +343,63 @@ static void project_step(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io,
     }
 }
 
+/* One step's gates and new state for the rows that update, on units u: pre-activations in
+ * gr (hnew itself for a SimpleRNN), input projections at gx + row * gx_row + time * gx_time. */
+static void step_epilogue(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io, int d,
+                          int b0, int rows, int s, int reverse, const scratch *w, float *gr,
+                          const float *gx, long gx_row, long gx_time, int gru_before, units u)
+{
+    int H = r->H, S = r->S, GH = r->G * H;
+    for (int bi = 0; bi < rows; bi++) {
+        row_step rs = step_of(io, reverse, b0 + bi, s);
+        if (!rs.update) {
+            continue;
+        }
+        float *pre = gr + (long)bi * GH;
+        const float *gxr = gx + bi * gx_row + rs.t * gx_time;
+        float *hnew = w->hnew + (long)bi * S;
+        switch (r->cell) {
+        case CELL_RNN:      /* pre is this row of hnew */
+            add_gate_inputs(r, d, pre, gxr, 0, 1, u);
+            activate(&r->act[d][0], pre + u.u0, u.u1 - u.u0, r->clip);
+            break;
+        case CELL_LSTM:
+            lstm_row(r, d, pre, gxr, w->c + (long)bi * H,
+                     r->Projt ? w->tmp + (long)bi * H : hnew, u);
+            break;
+        default:
+            if (!gru_before) {
+                gru_gates_row(r, d, pre, gxr, u);
+            }
+            gru_state_row(r, d, pre, gxr, w->h + (long)bi * S, hnew, u);
+            break;
+        }
+    }
+}
+
+/* GRU with the reset before the product: z and r for the rows that update, and r * h (zero
+ * for the others) into tmp, on the thread's units: what the candidate's product reads. */
+static void gru_reset_state(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io, int d,
+                            int b0, int rows, int s, int reverse, const scratch *w,
+                            const float *gx, long gx_row, long gx_time, units u)
+{
+    int H = r->H, S = r->S, GH = r->G * H;
+    int s0 = u.split ? u.u0 : 0, sn = u.split ? u.u1 - u.u0 : S;
+    for (int bi = 0; bi < rows; bi++) {
+        row_step rs = step_of(io, reverse, b0 + bi, s);
+        float *pre = w->gr + (long)bi * GH, *rh = w->tmp + (long)bi * S + s0;
+        const float *h = w->h + (long)bi * S + s0;
+        if (rs.update) {
+            gru_gates_row(r, d, pre, gx + bi * gx_row + rs.t * gx_time, u);
+            for (int j = 0; j < sn; j++) {
+                rh[j] = pre[H + s0 + j] * h[j];
+            }
+        } else {
+            memset(rh, 0, sizeof(float) * sn);
+        }
+    }
+}
+
 static void run_direction(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io, int d,
                           int b0, int rows, scratch *w, units u)
 {
@@ -351,8 +409,11 @@ static void run_direction(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io
     if (!stepwise) {
         project_inputs(r, io, b0, rows, w->gx, d, u);
     }
-    /* Row bi's input projections at time t. */
-#define GX(bi, t) (w->gx + (stepwise ? (long)(bi) : (long)(bi) * T + (t)) * N + d * GH)
+    /* Row bi's input projections at time t: gx0 + bi * gx_row + t * gx_time. */
+    const float *gx0 = w->gx + d * GH;
+    const long gx_row = stepwise ? N : (long)T * N, gx_time = stepwise ? 0 : N;
+    /* This thread's share of R beyond L2: read ahead, and in alternating directions. */
+    const int streamed = r_share_bytes(r, u) > l2_bytes;
     /* This thread's slice of each state vector: its units (S == H when units are split,
      * since a projection mixes all units), and of the cell state. */
     int s0 = u.split ? u.u0 : 0, sn = u.split ? u.u1 - u.u0 : S;
@@ -398,53 +459,18 @@ static void run_direction(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io
         /* A SimpleRNN's one gate has the state's shape (G * H == S): its pre-activations go
          * straight into the next state, activated there in place. */
         float *gr = r->cell == CELL_RNN ? w->hnew : w->gr;
-        recurrent_gemm(r, d, rows, w->h, 0, gru_before ? 2 : r->G, u, u.ranged, s + io->parity,
-                       gr);
+        recurrent_gemm(r, d, rows, w->h, 0, gru_before ? 2 : r->G, u, u.ranged, streamed,
+                       s + io->parity, gr);
         if (u.ranged) {
             join_units(u);      /* the epilogue reads gates of its units others computed */
         }
         if (gru_before) {
-            for (int bi = 0; bi < rows; bi++) {
-                row_step rs = step_of(io, reverse, b0 + bi, s);
-                float *pre = w->gr + (long)bi * GH, *rh = w->tmp + (long)bi * S + s0;
-                const float *h = w->h + (long)bi * S + s0;
-                if (rs.update) {
-                    gru_gates_row(r, d, pre, GX(bi, rs.t), u);
-                    for (int j = 0; j < sn; j++) {
-                        rh[j] = pre[H + s0 + j] * h[j];
-                    }
-                } else {
-                    memset(rh, 0, sbytes);
-                }
-            }
+            gru_reset_state(r, io, d, b0, rows, s, reverse, w, gx0, gx_row, gx_time, u);
             join_units(u);      /* the candidate's product reads every unit of r*h */
-            recurrent_gemm(r, d, rows, w->tmp, 2, 3, u, 0, s + io->parity, w->gr);
+            recurrent_gemm(r, d, rows, w->tmp, 2, 3, u, 0, streamed, s + io->parity, w->gr);
         }
-        for (int bi = 0; bi < rows; bi++) {
-            row_step rs = step_of(io, reverse, b0 + bi, s);
-            if (!rs.update) {
-                continue;
-            }
-            float *pre = gr + (long)bi * GH;
-            const float *gx = GX(bi, rs.t);
-            float *hnew = w->hnew + (long)bi * S;
-            switch (r->cell) {
-            case CELL_RNN:      /* pre is this row of hnew */
-                add_gate_inputs(r, d, pre, gx, 0, 1, u);
-                activate(&r->act[d][0], pre + c0, cn, r->clip);
-                break;
-            case CELL_LSTM:
-                lstm_row(r, d, pre, gx, w->c + (long)bi * H,
-                         r->Projt ? w->tmp + (long)bi * H : hnew, u);
-                break;
-            default:
-                if (!gru_before) {
-                    gru_gates_row(r, d, pre, gx, u);
-                }
-                gru_state_row(r, d, pre, gx, w->h + (long)bi * S, hnew, u);
-                break;
-            }
-        }
+        step_epilogue(r, io, d, b0, rows, s, reverse, w, gr, gx0, gx_row, gx_time, gru_before,
+                      u);
         if (r->Projt) {         /* never with split units */
             rnnrt_gemm(rows, S, H, w->tmp, H, r->Projt + (long)d * H * S, S, 0.0f, w->hnew, S);
         }
@@ -489,7 +515,6 @@ static void run_direction(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io
     }
 }
 
-#undef GX
 
 /* ---- how the threads of one call share the work ----
  * ROWS: each thread runs a block of batch rows through every step and direction on its own
