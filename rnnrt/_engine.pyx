@@ -393,6 +393,7 @@ cdef class Stepper:
     cdef Py_ssize_t nx, ny
     cdef Busy busy
     cdef object busy_error           # () -> the exception for a busy stream
+    cdef public object general       # (x, out) -> the stream's general step path
     # The accepted x shapes, (batch, features) and for batch 1 (features,), and their
     # output shapes: shapes[k] is x shape k, shapes[2 + k] its output's; ndim -1: none.
     cdef int ndim[4]
@@ -448,6 +449,15 @@ cdef class Stepper:
         """step() when x is a float32 C-contiguous array of an accepted shape and out is None
         or a float32 C-contiguous array of the output's shape; otherwise None (the caller
         then takes the general path, which checks and explains)."""
+        return self.fast_step(x, out)
+
+    def step(self, x, out=None):
+        """Stream.step, bound to the stream instance so that a step enters C with no Python
+        frame: the C path when it takes the arrays, else the stream's general path."""
+        result = self.fast_step(x, out)
+        return self.general(x, out) if result is None else result
+
+    cdef object fast_step(self, x, out):
         if type(x) is not np.ndarray:
             return None
         cdef cnp.ndarray xa = <cnp.ndarray>x

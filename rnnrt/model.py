@@ -462,6 +462,10 @@ class Stream:
                 self._stepper.accept(row, self._out_shape, row[1:], self._out_shape_unbatched)
             else:
                 self._stepper.accept(row, self._out_shape)
+            # step() as the Stepper's own method: the same behaviour (see step below), but
+            # a step enters C with no Python frame (~70 ns of a 0.4 us step).
+            self._stepper.general = self._step_general
+            self.step = self._stepper.step
 
     def _arrays(self):
         """(key, the live state array (B, width)) for each carried state."""
@@ -521,6 +525,10 @@ class Stream:
             result = self._stepper.try_step(x_t, out)
             if result is not None:
                 return result
+        return self._step_general(x_t, out)
+
+    def _step_general(self, x_t, out=None) -> np.ndarray:
+        """step() for any input the C path does not take: checks and explains."""
         arrays, unbatched = self._spec.read_inputs(self.model, x_t, self.batch_size, True)
         shape = self._out_shape_unbatched if unbatched else self._out_shape
         if out is not None and (not isinstance(out, np.ndarray) or out.shape != shape
