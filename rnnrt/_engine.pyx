@@ -356,6 +356,13 @@ cdef class Engine:
         return made, g.failed_step
 
 
+cdef inline bint is_native_float32(cnp.ndarray a):
+    """float32 in this machine's byte order (a '>f4' array has the same type number) and
+    C-contiguous: what the C step reads and writes as plain floats."""
+    return (cnp.PyArray_TYPE(a) == cnp.NPY_FLOAT32 and cnp.PyArray_ISNOTSWAPPED(a) and
+            cnp.PyArray_IS_C_CONTIGUOUS(a))
+
+
 cdef class Busy:
     """The busy mark of a Stream: taken by one caller at a time and never waited for (a
     second caller is told, not blocked). It is tested and set with the GIL held and no Python
@@ -446,9 +453,9 @@ cdef class Stepper:
         return True
 
     def try_step(self, x, out):
-        """step() when x is a float32 C-contiguous array of an accepted shape and out is None
-        or a float32 C-contiguous array of the output's shape; otherwise None (the caller
-        then takes the general path, which checks and explains)."""
+        """step() when x is a native float32 C-contiguous array of an accepted shape and out
+        is None or such an array of the output's shape; otherwise None (the caller then
+        takes the general path, which checks and explains)."""
         return self.fast_step(x, out)
 
     def step(self, x, out=None):
@@ -461,7 +468,7 @@ cdef class Stepper:
         if type(x) is not np.ndarray:
             return None
         cdef cnp.ndarray xa = <cnp.ndarray>x
-        if cnp.PyArray_TYPE(xa) != cnp.NPY_FLOAT32 or not cnp.PyArray_IS_C_CONTIGUOUS(xa):
+        if not is_native_float32(xa):
             return None
         cdef int k
         if self.has_shape(xa, 0):
@@ -474,8 +481,7 @@ cdef class Stepper:
         if out is None:
             oa = cnp.PyArray_EMPTY(self.ndim[2 + k], self.shapes[2 + k], cnp.NPY_FLOAT32, 0)
         elif type(out) is np.ndarray and self.has_shape(<cnp.ndarray>out, 2 + k) and \
-                cnp.PyArray_TYPE(<cnp.ndarray>out) == cnp.NPY_FLOAT32 and \
-                cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>out):
+                is_native_float32(<cnp.ndarray>out):
             oa = <cnp.ndarray>out
         else:
             return None

@@ -10,6 +10,7 @@
  * rnnrt_recurrent_run below. Equations and layouts: rnnrt/ir.py. */
 #include <omp.h>
 #include <string.h>
+#include <stdlib.h>
 #include <unistd.h>
 #include "rnnrt.h"
 
@@ -217,16 +218,20 @@ DISPATCH static void gru_state_row(const rnnrt_recurrent *r, int d, float *pre,
     }
 }
 
-/* This core's L2, in bytes: recurrent weights read each step beyond it come from L3. */
+/* This core's L2, in bytes: recurrent weights read each step beyond it come from L3. Read
+ * once at load: RNNRT_L2_BYTES when set (a CPU or container that reports it wrong; tests
+ * force the large-layer paths on small layers with it), else the CPU's, else 1 MiB. */
 static long l2_bytes = 1L << 20;
 
-#ifdef _SC_LEVEL2_CACHE_SIZE
 __attribute__((constructor)) static void l2_bytes_read(void)
 {
-    long got = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    const char *env = getenv("RNNRT_L2_BYTES");
+    long got = env ? strtol(env, NULL, 10) : 0;
+#ifdef _SC_LEVEL2_CACHE_SIZE
+    got = got > 0 ? got : sysconf(_SC_LEVEL2_CACHE_SIZE);
+#endif
     l2_bytes = got > 0 ? got : l2_bytes;
 }
-#endif
 
 /* The thread's share of R, in bytes: read every step. */
 static long r_share_bytes(const rnnrt_recurrent *r, units u)
@@ -256,8 +261,9 @@ long rnnrt_l2_bytes(void)
  * memory order (gate by gate), which may end inside a gate. Each thread then reads one
  * contiguous part of R, and other threads' units of gr are its to compute. `streamed`: the
  * thread's share of R does not stay in L2 from step to step; then step s reads its weights
- * forward when s is even and backward when odd (s counts a stream's steps across calls:
- * io->parity), so that each step begins with what the last one left in L2 (1 thread,
+ * forward when s is even and backward when odd (io->parity carries the count across calls
+ * that reuse one rnnrt_call: a stream's C step path and generation; other calls start
+ * even), so that each step begins with what the last one left in L2 (1 thread,
  * 1 x 512 x 2048, 38.6 us a step in one direction, 36.3 us alternating; 2 threads, half
  * each: 19.6 and 17.4 us). */
 static void recurrent_gemm(const rnnrt_recurrent *r, int d, int rows, const float *a, int g0,

@@ -189,6 +189,23 @@ def test_repeated_runs_are_identical(threads, tmp_path):
     assert_outputs_close(first, want, 1e-5)
 
 
+def test_paths_for_layers_beyond_l2_match_reference_with_lengths_and_states(tmp_path):
+    # The engine plans with the L2 size it reads at load: RNNRT_L2_BYTES, in a child process,
+    # makes it 128 KiB so that layers of 120-250 units read their weights ahead and in
+    # alternating directions (1 thread) and split by panel ranges (2 threads), here with
+    # sequence lengths and initial states (tests/forced_l2_check.py).
+    import subprocess
+    import sys
+    env = dict(os.environ, RNNRT_L2_BYTES="131072",
+               PYTHONPATH=os.pathsep.join([os.path.dirname(__file__),
+                                           os.path.dirname(os.path.dirname(__file__))]))
+    done = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__),
+                                                        "forced_l2_check.py"), str(tmp_path)],
+                          env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert "agree with the oracle" in done.stdout
+
+
 def test_runs_of_alternating_shapes_each_check_and_compute_their_own(tmp_path):
     # run() keeps what a shape needs (checks passed, buffer sizes) per input shape. Shapes
     # taken in turn must each compute as on a fresh model; a bad shape, a bad length value

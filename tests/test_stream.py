@@ -189,20 +189,24 @@ def test_batch_size_one_takes_a_feature_vector(tmp_path):
 
 def test_step_takes_every_input_form_and_a_dropped_stream_is_freed(tmp_path):
     # A stream's step is its C Stepper's method (no Python frame), which falls back to the
-    # general path for anything but a float32 C-contiguous row: both paths agree. The
-    # stream and its Stepper refer to each other; dropping the stream must still free both.
+    # general path for anything but a native-order float32 C-contiguous row: both paths
+    # agree (a '>f4' row once went down the C path and was read as garbage). The stream and
+    # its Stepper refer to each other; dropping the stream must still free both.
     import gc
     import weakref
     model = recurrent_stream_model(tmp_path, "lstm")
     x = np.random.default_rng(2).uniform(-1, 1, (4, 3)).astype(np.float32)
     forms = [lambda r: r, lambda r: r.astype(np.float64), lambda r: list(map(float, r)),
-             lambda r: np.asfortranarray(np.stack([r, r]))[0]]
+             lambda r: np.asfortranarray(np.stack([r, r]))[0],
+             lambda r: r.astype(">f4")]       # float32 too, in the other byte order
     plain = model.stream(batch_size=1)
     want = [plain.step(x[t]).copy() for t in range(4)]
     for form in forms:
         s = model.stream(batch_size=1)
         for t in range(4):
             np.testing.assert_array_equal(s.step(form(x[t])), want[t])
+    with pytest.raises(rnnrt.InputError, match=">f4"):
+        model.stream(batch_size=1).step(x[0], out=np.empty(want[0].shape, ">f4"))
     s = model.stream(batch_size=1)
     s.step(x[0])
     ref = weakref.ref(s)
