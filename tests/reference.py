@@ -12,6 +12,7 @@ can be checked against the equations in ir.py; float outputs are cast to float32
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -335,3 +336,25 @@ def float32_tolerance(peak: float) -> float:
     the largest magnitude reached. Bounded activations keep peak near 1, so this rarely
     loosens anything."""
     return 1e-5 * max(1.0, peak)
+
+
+def float32_sensitivity(graph, feeds: dict, seed: int = 0) -> float:
+    """How far this oracle's outputs move when every float weight and input is nudged by one
+    float32 rounding (relative 2^-24, random signs): the part of any float32 engine's error
+    that the problem itself sets. Well-conditioned layers move by ~1e-7; a recurrence that
+    amplifies (unbounded activations over tens of units) moves by as much as the fixed
+    tolerance, and an engine that rounds at every operation strays a few times further."""
+    rng = np.random.default_rng(seed)
+
+    def nudge(a):
+        return a.astype(np.float64) * (1.0 + rng.choice([-1.0, 1.0], a.shape) * 2.0 ** -24)
+
+    moved = copy.deepcopy(graph)
+    for layer in moved.layers:
+        for name, value in vars(layer).items():
+            if isinstance(value, np.ndarray) and value.dtype == np.float32:
+                setattr(layer, name, nudge(value))
+    moved_feeds = {k: nudge(v) if v.dtype == np.float32 else v for k, v in feeds.items()}
+    with np.errstate(over="ignore", invalid="ignore"):
+        pairs = zip(run_reference(graph, feeds), run_reference(moved, moved_feeds))
+        return max((float(np.max(np.abs(a - b))) for a, b in pairs if a.size), default=0.0)

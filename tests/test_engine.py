@@ -18,12 +18,16 @@ from hypothesis import strategies as st
 import rnnrt
 import rnnrt.packing
 from rnnrt import ir
-from reference import float32_tolerance, run_reference, run_reference_traced
+from reference import (float32_sensitivity, float32_tolerance, run_reference,
+                       run_reference_traced)
 from strategies import (ACT_PARAM_RANGES, WIDE, least_split_bytes, make_recurrent,
                         recurrent_cases, stack_cases, tame_wide_recurrence, units_split_kind,
                         wide_sum_factor)
 
 PEAK_LIMIT = 100.0
+# A float32 engine rounds at every operation, not only its inputs: measured strays reach
+# 1.7x the one-rounding sensitivity (LSTM-40, gelu, peak 23: 3.98e-4 against 2.32e-4).
+SENSITIVITY_FACTOR = 4.0
 # RNNRT_EXAMPLES=1000 for a deeper search than the default quick run.
 SETTINGS = settings(max_examples=int(os.environ.get("RNNRT_EXAMPLES", 40)), deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -31,9 +35,12 @@ SETTINGS = settings(max_examples=int(os.environ.get("RNNRT_EXAMPLES", 40)), dead
 
 
 def oracle(case):
+    """The reference outputs and the error allowed: 1e-5 relative to the peak magnitude, or,
+    where the problem itself amplifies rounding, a few times its float32 sensitivity."""
     want, peak = run_reference_traced(case.graph, case.feeds)
     assume(np.isfinite(peak) and peak <= PEAK_LIMIT)
-    return want, float32_tolerance(peak)
+    sensitive = SENSITIVITY_FACTOR * float32_sensitivity(case.graph, case.feeds)
+    return want, max(float32_tolerance(peak), sensitive)
 
 
 def load(case, tmp_path, num_threads):
