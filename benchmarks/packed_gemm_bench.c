@@ -22,6 +22,27 @@
 #include "../src_c/packed_gemm.c"
 #include "../src_c/blas.c"      /* gemm_few_rows: the few-row kernel on a row-major B */
 
+/* ---- packing a row-major B the way the converter does (rnnrt/panels.py) ---- */
+/* Floats pack_b writes: whole panels of k rows, zero-padded past column n. */
+static long packed_floats(int k, int n)
+{
+    long panels = (n + RNNRT_PANEL - 1) / RNNRT_PANEL;
+    return panels * RNNRT_PANEL * (long)k;
+}
+
+static void pack_b(int k, int n, const float *b, int ldb, float *packed)
+{
+    for (int j0 = 0; j0 < n; j0 += RNNRT_PANEL) {
+        int w = n - j0 < RNNRT_PANEL ? n - j0 : RNNRT_PANEL;
+        float *panel = packed + (long)(j0 / RNNRT_PANEL) * k * RNNRT_PANEL;
+        for (int r = 0; r < k; r++) {
+            float *dst = panel + (long)r * RNNRT_PANEL;
+            memcpy(dst, b + (long)r * ldb + j0, (size_t)w * sizeof(float));
+            memset(dst + w, 0, (size_t)(RNNRT_PANEL - w) * sizeof(float));
+        }
+    }
+}
+
 /* ---- deterministic random numbers (splitmix64) ---- */
 static unsigned long long rng_state = 0x1234567887654321ULL;
 
@@ -102,7 +123,7 @@ static int check_case(const packed_isa *isa, int m, int k, int n, int n0, int n1
     const int lda = k + rng_int(0, 3), ldb = n + rng_int(0, 5);
     const int w = n1 - n0, ldc = w + rng_int(0, 4);
     float *a = alloc_aligned((long)m * lda), *b = alloc_aligned((long)k * ldb);
-    float *packed = alloc_aligned(rnnrt_packed_floats(k, n));
+    float *packed = alloc_aligned(packed_floats(k, n));
     float *c = alloc_aligned((long)m * ldc), *c0 = alloc_aligned((long)m * ldc);
     fill(a, (long)m * lda);
     fill(b, (long)k * ldb);
@@ -110,11 +131,11 @@ static int check_case(const packed_isa *isa, int m, int k, int n, int n0, int n1
         c0[i] = (i % ldc) >= w ? GUARD : (beta == 0.0f ? NAN : rng_float());
     }
     /* Poison the packed buffer: pack_b must write every float, the padding included. */
-    long np = rnnrt_packed_floats(k, n);
+    long np = packed_floats(k, n);
     for (long i = 0; i < np; i++) {
         packed[i] = NAN;
     }
-    rnnrt_pack_b(k, n, b, ldb, packed);
+    pack_b(k, n, b, ldb, packed);
     int failed = 0;
     for (long i = 0; i < np; i++) {
         long panel = i / ((long)k * RNNRT_PANEL), col = panel * RNNRT_PANEL + i % RNNRT_PANEL;
@@ -316,11 +337,11 @@ static void run_bench(const packed_isa *isa)
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         bench_case s = {isa, shapes[i][0], shapes[i][1], shapes[i][2], 0, 0, 0, 0};
         float *a = alloc_aligned((long)s.m * s.k), *b = alloc_aligned((long)s.k * s.n);
-        float *packed = alloc_aligned(rnnrt_packed_floats(s.k, s.n));
+        float *packed = alloc_aligned(packed_floats(s.k, s.n));
         s.c = alloc_aligned((long)s.m * s.n);
         fill(a, (long)s.m * s.k);
         fill(b, (long)s.k * s.n);
-        rnnrt_pack_b(s.k, s.n, b, s.n, packed);
+        pack_b(s.k, s.n, b, s.n, packed);
         s.a = a; s.b = b; s.packed = packed;
         const double flops = 2.0 * s.m * s.k * s.n;
         double tp = time_kernel(KERNEL_PACKED, &s), ts = time_kernel(KERNEL_SGEMM, &s);

@@ -291,7 +291,6 @@ cdef class Engine:
         cdef rnnrt_call call
         cdef int T[RNNRT_MAX_TIMES]
         fill_times(T, Ts)
-        call.slots = call.state_h = call.state_c = NULL
         try:
             bind_call(&call, buffers, states_h, states_c, B, T, nthreads, work)
             with nogil:
@@ -313,7 +312,6 @@ cdef class Engine:
         fill_times(T, Ts)
         cdef float **sh = NULL
         cdef float **sc = NULL
-        call.slots = call.state_h = call.state_c = NULL   # for release_call, whatever fails
         try:
             bind_call(&call, buffers, block_h, block_c, n, T, nthreads, work)
             sh = float_ptr_array(store_h)
@@ -340,7 +338,6 @@ cdef class Engine:
         cdef int T[RNNRT_MAX_TIMES]
         cdef long made
         fill_times(T, Ts)
-        call.slots = call.state_h = call.state_c = NULL   # for release_call, whatever fails
         try:
             bind_call(&call, buffers, states_h, states_c, 1, T, 1, work)
             g.mode, g.in_slot, g.out_slot, g.width, g.probs = mode, in_slot, out_slot, width, probs
@@ -387,7 +384,7 @@ cdef enum:
 
 cdef class Stepper:
     """A stream's one-step call with everything bound once: its buffers, states and
-    workspace. `try_step` is the fast path of Stream.step for a model with one float input:
+    workspace. `step` is Stream.step for a model with one float input: its fast path
     it checks the arrays' type, shape and contiguity in C, takes the stream's Busy mark,
     copies the row in, runs the plan (GIL released) and copies the first output out, with no
     allocation beyond the output array (none with `out=`)."""
@@ -422,7 +419,7 @@ cdef class Stepper:
             self.ndim[k] = -1
 
     def accept(self, tuple row, tuple row_out, tuple vec=None, tuple vec_out=None):
-        """The x shapes try_step takes: (batch, features), and (features,) for batch 1,
+        """The x shapes the fast path takes: (batch, features), and (features,) for batch 1,
         with their output shapes."""
         for k, shape in enumerate((row, vec, row_out, vec_out)):
             if shape is None:
@@ -432,7 +429,7 @@ cdef class Stepper:
             self.ndim[k] = len(shape)
             for i, n in enumerate(shape):
                 self.shapes[k][i] = n
-        for k in range(2):      # sizes try_step no longer has to check
+        for k in range(2):      # sizes the fast path no longer has to check
             if self.ndim[k] >= 0 and (self.size_of(k) != self.nx or
                                       self.size_of(2 + k) != self.ny):
                 raise ValueError("accepted shapes do not match the step's buffers")
@@ -452,19 +449,15 @@ cdef class Stepper:
                 return False
         return True
 
-    def try_step(self, x, out):
-        """step() when x is a native float32 C-contiguous array of an accepted shape and out
-        is None or such an array of the output's shape; otherwise None (the caller then
-        takes the general path, which checks and explains)."""
-        return self.fast_step(x, out)
-
     def step(self, x, out=None):
-        """Stream.step, bound to the stream instance so that a step enters C with no Python
-        frame: the C path when it takes the arrays, else the stream's general path."""
+        """Stream.step: the C path when x is a native float32 C-contiguous array of an
+        accepted shape and out is None or such an array of the output's shape; else the
+        stream's general path (`general`), which checks and explains."""
         result = self.fast_step(x, out)
         return self.general(x, out) if result is None else result
 
     cdef object fast_step(self, x, out):
+        """The C step, or None when the arrays are not ones it takes."""
         if type(x) is not np.ndarray:
             return None
         cdef cnp.ndarray xa = <cnp.ndarray>x

@@ -3,9 +3,9 @@
     ids = model.generate(prompt_ids, 200, temperature=0.8, top_k=20, seed=1, stop=eos)
     forecast = model.generate(history, 24)          # (24, F)
 
-The prompt is stepped through a fresh stream (zero state); each generated step then feeds the
-model the output of the step before. One C call does it all (src_c/generate.c), the GIL
-released; nothing in Python runs per step. Two kinds of model qualify, told apart by their
+The prompt is stepped through a fresh stream (the model's initial state); each generated
+step then feeds the model the output of the step before. One C call does it all
+(src_c/generate.c), the GIL released; nothing in Python runs per step. Two kinds of model qualify, told apart by their
 graph (the model must also be able to stream, as for Model.stream):
 
 - Token model: one step input of int64 token ids read by an Embedding of V rows, and a first

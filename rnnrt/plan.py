@@ -123,10 +123,10 @@ def _tensor(layer, tensors, role, shape, optional=False):
     return arr
 
 
-def _panels_from_v1(layer, tensors, D, G, H, I):
-    """A format-v1 layer's row-major Wt (I, D*G*H) and Rt (D, S, G*H), repacked in memory
-    into the panels of format v2 (rnnrt/packing.py): the layer and tensors to read instead."""
-    rt = _lookup(layer, tensors, "Rt")
+def _panels_from_v1(layer, tensors, rt, D, G, H, I):
+    """A format-v1 layer's row-major Wt (I, D*G*H) and Rt (D, S, G*H; `rt`, looked up),
+    repacked in memory into the panels of format v2 (rnnrt/panels.py): the layer and
+    tensors to read instead."""
     S = rt.shape[1] if rt.ndim == 3 else H
     wt = _tensor(layer, tensors, "Wt", (I, D * G * H))
     rt = _tensor(layer, tensors, "Rt", (D, S, G * H))
@@ -298,8 +298,9 @@ def _recurrent(layer, tensors, read, define):
     act_codes = [[_act(layer, x) for x in per] for per in acts]
 
     # The state size comes from the recurrent weights (projection makes it differ from H).
-    if _lookup(layer, tensors, "Rt") is not None:
-        layer, tensors = _panels_from_v1(layer, tensors, D, G, H, I)
+    rt_v1 = _lookup(layer, tensors, "Rt")
+    if rt_v1 is not None:
+        layer, tensors = _panels_from_v1(layer, tensors, rt_v1, D, G, H, I)
     rp = _lookup(layer, tensors, "Rp")
     S = rp.shape[3] if rp is not None and rp.ndim == 5 else H
     if S < 1:

@@ -176,7 +176,8 @@ class StreamPool:
 
     def open(self, state=None) -> int:
         """Open a stream; returns its id. state: a snapshot (bytes) of a batch-1 stream, or a
-        dict like a batch-1 Stream.state; None: the zero state."""
+        dict like a batch-1 Stream.state; None: the model's initial state (zeros, or its
+        constant one)."""
         arrays = None if state is None else self._spec.check_state(self.model, state, 1)
         with self._lock:
             if not self._free:

@@ -4,8 +4,8 @@
  * The weights are constant for a model's life, while general-purpose sgemm repacks B on
  * every call (every time step). The converter stores them in the order the micro-kernel
  * reads them (rnnrt/panels.py), and rnnrt_gemm_packed multiplies with no packing at all.
- * rnnrt_pack_b lays out a row-major B the same way; the engine never needs it (its weights
- * come packed), the kernel's harness does (benchmarks/packed_gemm_bench.c).
+ * (The kernel's harness, benchmarks/packed_gemm_bench.c, packs its row-major test matrices
+ * itself.)
  *
  * Packed layout: B is cut into column panels of RNNRT_PANEL (32) columns. Panel p holds
  * columns [32p, 32p + 32) as k rows of 32 contiguous floats (row r of the panel is
@@ -25,7 +25,6 @@
  *
  * The instruction set is chosen once, at load, from what the CPU has: AVX-512, AVX2 with FMA,
  * or a portable C loop; no -march flag is needed. */
-#include <string.h>
 #include "rnnrt.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -34,25 +33,6 @@
 #endif
 
 #define MR_MAX 12    /* the most rows any variant's tile has */
-
-long rnnrt_packed_floats(int k, int n)
-{
-    long panels = (n + RNNRT_PANEL - 1) / RNNRT_PANEL;
-    return panels * RNNRT_PANEL * (long)k;
-}
-
-void rnnrt_pack_b(int k, int n, const float *b, int ldb, float *packed)
-{
-    for (int j0 = 0; j0 < n; j0 += RNNRT_PANEL) {
-        int w = n - j0 < RNNRT_PANEL ? n - j0 : RNNRT_PANEL;
-        float *panel = packed + (long)(j0 / RNNRT_PANEL) * k * RNNRT_PANEL;
-        for (int r = 0; r < k; r++) {
-            float *dst = panel + (long)r * RNNRT_PANEL;
-            memcpy(dst, b + (long)r * ldb + j0, (size_t)w * sizeof(float));
-            memset(dst + w, 0, (size_t)(RNNRT_PANEL - w) * sizeof(float));
-        }
-    }
-}
 
 /* One tile: c[mr x 32] = a[mr x k] @ panel (+ beta * c); all 32 columns are stored. With
  * `streamed`, a tile of few rows asks for the panel's rows ahead of use. */

@@ -48,11 +48,12 @@ void rnnrt_plan_run(const rnnrt_op *ops, int n_ops, rnnrt_call *call)
             io.c0 = io.c0 ? io.c0 : op->rec.c0v;
             if (op->stream_state >= 0 && call->state_h) {
                 /* A stream's state is read and written in place; the graph's own h_n / c_n
-                 * outputs get a copy (one direction, so "dbh" and "bdh" are the same). */
+                 * outputs get a copy (one direction, so "dbh" and "bdh" are the same). A
+                 * stream runs every row: no constant lengths. */
                 io.h0 = io.hn = call->state_h[op->stream_state];
                 io.c0 = io.cn = call->state_c[op->stream_state];
             } else if (!io.lens) {
-                io.lens = op->rec.lensv;     /* a stream runs every row: no lengths */
+                io.lens = op->rec.lensv;
             }
             rnnrt_recurrent_run(&op->rec, &io);
             if (hn && hn != io.hn) {

@@ -597,21 +597,33 @@ long rnnrt_recurrent_work(const rnnrt_recurrent *r, int B, int T, int nthreads)
     }
 }
 
+/* Every unit, on one thread. */
+static units all_units(const rnnrt_recurrent *r)
+{
+    units u = {0, r->H, 0, 0, 1, 0};
+    return u;
+}
+
+/* Directions d0, d0 + step, ... of rows b0.. in the scratch w, each from w as carved
+ * (run_direction swaps its h and hnew once a step). */
+static void run_each_direction(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io, int d0,
+                               int step, int b0, int rows, scratch w, units u)
+{
+    for (int d = d0; d < r->D; d += step) {
+        scratch wd = w;
+        run_direction(r, io, d, b0, rows, &wd, u);
+    }
+}
+
 /* Thread k's block of batch rows, for all steps and directions. */
 static void run_block(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io, int k, int per)
 {
     long stride = block_work_floats(r, per, io->T);
     int b0 = k * per;
     int rows = io->B - b0 < per ? io->B - b0 : per;
-    units all = {0, r->H, 0, 0, 1, 0};
     if (rows > 0) {
         scratch w = carve(r, io->work + k * stride, rows, io->T);
-        for (int d = 0; d < r->D; d++) {
-            float *h = w.h, *hnew = w.hnew;
-            run_direction(r, io, d, b0, rows, &w, all);
-            w.h = h;          /* run_direction swapped them once per step */
-            w.hnew = hnew;
-        }
+        run_each_direction(r, io, 0, 1, b0, rows, w, all_units(r));
     }
 }
 
@@ -620,11 +632,8 @@ static void run_directions(const rnnrt_recurrent *r, const rnnrt_recurrent_io *i
                            int team)
 {
     long stride = block_work_floats(r, io->B, io->T);
-    units all = {0, r->H, 0, 0, 1, 0};
-    for (int d = k; d < r->D; d += team) {
-        scratch w = carve(r, io->work + k * stride, io->B, io->T);
-        run_direction(r, io, d, 0, io->B, &w, all);
-    }
+    scratch w = carve(r, io->work + k * stride, io->B, io->T);
+    run_each_direction(r, io, k, team, 0, io->B, w, all_units(r));
 }
 
 /* Thread k of `team` computes its share of the units of every step, on all rows. */
@@ -635,13 +644,7 @@ static void run_units(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io, in
     units u = {k * panels / team * RNNRT_PANEL, (k + 1) * panels / team * RNNRT_PANEL, 1, k,
                team, ranged};
     u.u1 = u.u1 < H ? u.u1 : H;     /* the last share ends with the last unit */
-    scratch w = carve(r, io->work, io->B, io->T);
-    for (int d = 0; d < r->D; d++) {
-        float *h = w.h, *hnew = w.hnew;
-        run_direction(r, io, d, 0, io->B, &w, u);
-        w.h = h;
-        w.hnew = hnew;
-    }
+    run_each_direction(r, io, 0, 1, 0, io->B, carve(r, io->work, io->B, io->T), u);
 }
 
 void rnnrt_recurrent_run(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io)

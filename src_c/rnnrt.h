@@ -195,8 +195,6 @@ long rnnrt_generate(const rnnrt_op *ops, int n_ops, rnnrt_call *call, rnnrt_gene
  * (zeros past column n); panels follow one another, panel p at packed + p * k * 32. The
  * buffer is best 64-byte aligned (any alignment is safe). */
 #define RNNRT_PANEL 32                       /* columns per packed panel */
-long rnnrt_packed_floats(int k, int n);      /* floats rnnrt_pack_b writes (zero-padded) */
-void rnnrt_pack_b(int k, int n, const float *b, int ldb, float *packed);
 /* c[m x (n1-n0)] = a[m x k] @ B[:, n0:n1] (+ beta*c), B given packed; n0 % RNNRT_PANEL == 0,
  * n1 <= n (n1 need not be a panel multiple). c points at column n0's output (ldc its stride).
  * beta == 0 never reads c (workspaces may hold NaN). Any m >= 1. */

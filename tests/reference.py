@@ -338,12 +338,13 @@ def float32_tolerance(peak: float) -> float:
     return 1e-5 * max(1.0, peak)
 
 
-def float32_sensitivity(graph, feeds: dict, seed: int = 0) -> float:
+def float32_sensitivity(graph, feeds: dict, base=None, seed: int = 0) -> float:
     """How far this oracle's outputs move when every float weight and input is nudged by one
     float32 rounding (relative 2^-24, random signs): the part of any float32 engine's error
     that the problem itself sets. Well-conditioned layers move by ~1e-7; a recurrence that
     amplifies (unbounded activations over tens of units) moves by as much as the fixed
-    tolerance, and an engine that rounds at every operation strays a few times further."""
+    tolerance, and an engine that rounds at every operation strays a few times further.
+    base: this oracle's outputs on the unnudged problem, when the caller has them."""
     rng = np.random.default_rng(seed)
 
     def nudge(a):
@@ -356,5 +357,6 @@ def float32_sensitivity(graph, feeds: dict, seed: int = 0) -> float:
                 setattr(layer, name, nudge(value))
     moved_feeds = {k: nudge(v) if v.dtype == np.float32 else v for k, v in feeds.items()}
     with np.errstate(over="ignore", invalid="ignore"):
-        pairs = zip(run_reference(graph, feeds), run_reference(moved, moved_feeds))
+        base = run_reference(graph, feeds) if base is None else base
+        pairs = zip(base, run_reference(moved, moved_feeds))
         return max((float(np.max(np.abs(a - b))) for a, b in pairs if a.size), default=0.0)

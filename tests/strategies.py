@@ -15,6 +15,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from rnnrt import ir
+from rnnrt.panels import panel_count
 
 ACT_NAMES = sorted(ir.ELEMENTWISE)
 # Ranges for the activations whose formula uses alpha / beta (others ignore them).
@@ -400,10 +401,10 @@ def units_split_kind(layer, threads):
     """How threads that split a layer's units share its recurrent product: "ranges" (each a
     contiguous run of R's panels) where each one's share of R fills much of its L2 but fits,
     else "units" (product_by_ranges in src_c/recurrent.c)."""
-    from rnnrt import _engine
+    from rnnrt.model import _engine   # after rnnrt._blas, which the engine needs first
     G = len(ir.GATES[layer.cell])
-    P = -(-layer.hidden_size // 32)
-    share = 4 * layer.state_size * G * layer.hidden_size // min(threads, P)
+    share = 4 * layer.state_size * G * layer.hidden_size // min(threads,
+                                                                panel_count(layer.hidden_size))
     l2 = _engine.l2_bytes()
     return "ranges" if G > 1 and l2 // 4 < share <= l2 else "units"
 

@@ -39,7 +39,7 @@ def oracle(case):
     where the problem itself amplifies rounding, a few times its float32 sensitivity."""
     want, peak = run_reference_traced(case.graph, case.feeds)
     assume(np.isfinite(peak) and peak <= PEAK_LIMIT)
-    sensitive = SENSITIVITY_FACTOR * float32_sensitivity(case.graph, case.feeds)
+    sensitive = SENSITIVITY_FACTOR * float32_sensitivity(case.graph, case.feeds, want)
     return want, max(float32_tolerance(peak), sensitive)
 
 

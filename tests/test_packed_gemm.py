@@ -14,8 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rnnrt.panels import PANEL   # RNNRT_PANEL in src_c/rnnrt.h
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PANEL = 32                                   # RNNRT_PANEL in src_c/rnnrt.h
 SUMMARY = re.compile(r"checked (\d+) cases on ([a-z0-9 ]+) \(in use: (\w+)\); (\d+) failed")
 
 

@@ -4,8 +4,10 @@ A sequence output must equal the full run's row at t; a sequence-to-vector outpu
 h_last, h_n) must equal the full run over x[:, :t+1]. Tolerance as in test_engine.py.
 """
 
+import gc
 import os
 import uuid
+import weakref
 
 import numpy as np
 import pytest
@@ -192,8 +194,6 @@ def test_step_takes_every_input_form_and_a_dropped_stream_is_freed(tmp_path):
     # general path for anything but a native-order float32 C-contiguous row: both paths
     # agree (a '>f4' row once went down the C path and was read as garbage). The stream and
     # its Stepper refer to each other; dropping the stream must still free both.
-    import gc
-    import weakref
     model = recurrent_stream_model(tmp_path, "lstm")
     x = np.random.default_rng(2).uniform(-1, 1, (4, 3)).astype(np.float32)
     forms = [lambda r: r, lambda r: r.astype(np.float64), lambda r: list(map(float, r)),
@@ -256,7 +256,6 @@ def test_state_input_also_read_as_data_stays_a_step_input(tmp_path):
 def test_fast_and_general_step_paths_agree(tmp_path):
     """A float32 contiguous row takes the bound C path, float64 the general one: both carry
     the same state and give the same outputs; a wrong out= or row is refused either way."""
-    from strategies import make_recurrent
     rng = np.random.default_rng(7)
     layer = make_recurrent("l", "lstm", "forward", 6, 3, rng, x="x", y="y")
     g = ir.Graph([ir.TensorInfo("x", (None, None, 3), "float32")], [layer], ["y"])
