@@ -9,10 +9,12 @@ from setuptools import Extension, setup
 blas_lib = scipy_openblas32.get_lib_dir()
 sources = ["rnnrt/_engine.pyx"] + [os.path.join("src_c", f) for f in sorted(os.listdir("src_c"))
                                    if f.endswith(".c")]
+headers = [os.path.join("src_c", f) for f in sorted(os.listdir("src_c")) if f.endswith(".h")]
 
 engine = Extension(
     "rnnrt._engine",
     sources=sources,
+    depends=headers,        # a changed header rebuilds the engine
     include_dirs=["src_c", numpy.get_include(), scipy_openblas32.get_include_dir()],
     library_dirs=[blas_lib],
     libraries=[scipy_openblas32.get_library()],

@@ -1,52 +1,25 @@
 /* Activation functions, elementwise and row-wise. Formulas: rnnrt/ir.py (ELEMENTWISE).
  *
- * sigmoid and tanh, the cells' hot path, use a branch-free exp that the compiler vectorises,
- * cloned for AVX-512 / AVX2 / baseline x86-64 and picked at load time (no -march=native).
+ * sigmoid and tanh, the cells' hot path, use a branch-free exp (fast_exp.h) that the compiler
+ * vectorises, cloned for AVX-512 / AVX2 / baseline x86-64 and picked at load time (no
+ * -march=native).
  * Max abs error against libm: under 1e-6 (tests/test_activations.py). */
 #include <math.h>
-#include <stdint.h>
-#include <string.h>
+#include "fast_exp.h"
 #include "rnnrt.h"
 
-
-/* e^x by range reduction x = n ln2 + r, |r| <= ln2/2, and a degree-6 polynomial for e^r
- * (relative error ~2 ulp). Inputs are clamped so that 2^n stays a normal float; NaN stays
- * NaN: it flows through r and p, while the integer cast takes a clamped copy of n, which a
- * NaN compares out of (a NaN-free copy of x instead made GCC compute everything twice). */
-static inline float vexpf(float x)
-{
-    float xc = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
-    float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;   /* round to nearest */
-    float r = xc - n * 0.693359375f + n * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    float nc = n >= -126.0f ? n : -126.0f;
-    int32_t bits = ((int32_t)nc + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
-}
 
 DISPATCH static void sigmoid_vec(float *x, long n)
 {
     for (long i = 0; i < n; i++) {
-        x[i] = 1.0f / (1.0f + vexpf(-x[i]));
+        x[i] = rnnrt_sigmoidf(x[i]);
     }
 }
 
-/* tanh(x) = 2 sigmoid(2x) - 1: absolute error ~1.5e-7 (2.5 ulp of 1) where the difference
- * cancels, the same order as the sign-split 1 - 2 / (e^{2|x|} + 1) it replaced, at 0.26 ns
- * an element instead of 0.36 (no sign select). At +-inf e^-2x is clamped: exactly +-1; NaN
- * flows through. */
 DISPATCH static void tanh_vec(float *x, long n)
 {
     for (long i = 0; i < n; i++) {
-        x[i] = 2.0f / (1.0f + vexpf(-2.0f * x[i])) - 1.0f;
+        x[i] = rnnrt_tanhf(x[i]);
     }
 }
 

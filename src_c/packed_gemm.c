@@ -34,10 +34,17 @@
 
 #define MR_MAX 12    /* the most rows any variant's tile has */
 
-/* One tile: c[mr x 32] = a[mr x k] @ panel (+ beta * c); all 32 columns are stored. With
- * `streamed`, a tile of few rows asks for the panel's rows ahead of use. */
-typedef void (*tile_fn)(int mr, int k, const float *a, int lda, const float *panel,
-                        float beta, float *c, int ldc, int streamed);
+/* np tiles in a row: c[mr x 32] = a[mr x k] @ panel (+ beta * c) for np whole panels, the
+ * q-th at panel + dir * q * k * 32 with its columns at c + dir * q * 32 (dir: 1 or -1); all
+ * 32 columns are stored. One call runs them all: at one row, a call per panel cost 5% of a
+ * recurrent step. With `streamed`, a tile of few rows asks for the panel's rows ahead of
+ * use. */
+typedef void (*tile_fn)(int mr, int k, const float *a, int lda, const float *panel, int np,
+                        int dir, float beta, float *c, int ldc, int streamed);
+
+/* The q-th panel of a run, and its columns. */
+#define RUN_PANEL(panel, q, dir, k) ((panel) + (long)(dir) * (q) * (k) * RNNRT_PANEL)
+#define RUN_C(c, q, dir) ((c) + (long)(dir) * (q) * RNNRT_PANEL)
 
 typedef struct {
     const char *name;
@@ -48,10 +55,9 @@ typedef struct {
 /* ---- portable: plain loops the compiler vectorises for whatever the baseline is ---- */
 #define PORTABLE_MR 4
 
-static void tile_portable(int mr, int k, const float *a, int lda, const float *panel,
-                          float beta, float *c, int ldc, int streamed)
+static void tile1_portable(int mr, int k, const float *a, int lda, const float *panel,
+                           float beta, float *c, int ldc)
 {
-    (void)streamed;
     float acc[PORTABLE_MR][RNNRT_PANEL] = {{0}};
     for (int p = 0; p < k; p++) {
         const float *bp = panel + (long)p * RNNRT_PANEL;
@@ -67,6 +73,16 @@ static void tile_portable(int mr, int k, const float *a, int lda, const float *p
         for (int j = 0; j < RNNRT_PANEL; j++) {
             ci[j] = beta == 0.0f ? acc[i][j] : acc[i][j] + beta * ci[j];
         }
+    }
+}
+
+static void tile_portable(int mr, int k, const float *a, int lda, const float *panel, int np,
+                          int dir, float beta, float *c, int ldc, int streamed)
+{
+    (void)streamed;
+    for (int q = 0; q < np; q++) {
+        tile1_portable(mr, k, a, lda, RUN_PANEL(panel, q, dir, k), beta, RUN_C(c, q, dir),
+                       ldc);
     }
 }
 
@@ -153,12 +169,17 @@ T512 INLINE void tile512_body(const int mr, const int ks, const int pf, int k, c
 }
 
 T512 static void tile_avx512(int mr, int k, const float *a, int lda, const float *panel,
-                             float beta, float *c, int ldc, int streamed)
+                             int np, int dir, float beta, float *c, int ldc, int streamed)
 {
     /* Prefetching pays only where a panel row feeds few FMAs: up to 6 rows. */
     if (streamed && mr <= 6) {
 #define CASE512(MR, KS, PF) \
-    case MR: tile512_body(MR, KS, PF, k, a, lda, panel, beta, c, ldc); break
+    case MR: \
+        for (int q = 0; q < np; q++) { \
+            tile512_body(MR, KS, PF, k, a, lda, RUN_PANEL(panel, q, dir, k), beta, \
+                         RUN_C(c, q, dir), ldc); \
+        } \
+        break
         switch (mr) {
             CASE512(1, 4, 1); CASE512(2, 2, 1); CASE512(3, 2, 1); CASE512(4, 2, 1);
             CASE512(5, 2, 1); CASE512(6, 2, 1);
@@ -247,17 +268,24 @@ T256 INLINE void tile256_body(const int mr, const int ks, const int pf, int k, c
     }
 }
 
-T256 static void tile_avx2(int mr, int k, const float *a, int lda, const float *panel,
-                           float beta, float *c, int ldc, int streamed)
+T256 static void tile_avx2(int mr, int k, const float *a, int lda, const float *panel, int np,
+                           int dir, float beta, float *c, int ldc, int streamed)
 {
+#define CASE256(MR, KS, PF) \
+    for (int q = 0; q < np; q++) { \
+        tile256_body(MR, KS, PF, k, a, lda, RUN_PANEL(panel, q, dir, k), beta, \
+                     RUN_C(c, q, dir), ldc); \
+    } \
+    break
     switch (mr * 2 + (streamed != 0)) {
-        case 2: tile256_body(1, 2, 0, k, a, lda, panel, beta, c, ldc); break;
-        case 3: tile256_body(1, 2, 1, k, a, lda, panel, beta, c, ldc); break;
-        case 4: tile256_body(2, 1, 0, k, a, lda, panel, beta, c, ldc); break;
-        case 5: tile256_body(2, 1, 1, k, a, lda, panel, beta, c, ldc); break;
-        case 6: case 7: tile256_body(3, 1, 0, k, a, lda, panel, beta, c, ldc); break;
+        case 2: CASE256(1, 2, 0);
+        case 3: CASE256(1, 2, 1);
+        case 4: CASE256(2, 1, 0);
+        case 5: CASE256(2, 1, 1);
+        case 6: case 7: CASE256(3, 1, 0);
         default: break;
     }
+#undef CASE256
 }
 
 static const packed_isa isa_avx2 = {"avx2", 3, tile_avx2};
@@ -279,6 +307,29 @@ __attribute__((constructor)) static void packed_isa_pick(void)
 }
 #endif
 
+/* The last, partial panel (w < 32 columns, output at cj): each tile of rows into a scratch,
+ * then the columns that exist (the panel's zero padding makes the rest zeros). */
+static void partial_panel(const packed_isa *isa, int streamed, int m, int w, int k,
+                          const float *a, int lda, const float *panel, float beta, float *cj,
+                          int ldc)
+{
+    const int tiles = (m + isa->mr_max - 1) / isa->mr_max;
+    const int short_rows = m / tiles, tall = m % tiles;
+    for (int t = 0, i0 = 0; t < tiles; i0 += short_rows + (t < tall), t++) {
+        const int mr = short_rows + (t < tall);
+        float scratch[MR_MAX * RNNRT_PANEL];
+        isa->tile(mr, k, a + (long)i0 * lda, lda, panel, 1, 1, 0.0f, scratch, RNNRT_PANEL,
+                  streamed);
+        for (int i = 0; i < mr; i++) {
+            float *cr = cj + (long)(i0 + i) * ldc;
+            const float *sr = scratch + i * RNNRT_PANEL;
+            for (int j = 0; j < w; j++) {
+                cr[j] = beta == 0.0f ? sr[j] : sr[j] + beta * cr[j];
+            }
+        }
+    }
+}
+
 /* backward: the panels in descending order (see rnnrt_gemm_packed_streamed). */
 static void gemm_packed_with(const packed_isa *isa, int streamed, int backward, int m, int n0,
                              int n1, int k, const float *a, int lda, const float *packed,
@@ -290,34 +341,31 @@ static void gemm_packed_with(const packed_isa *isa, int streamed, int backward, 
     /* Row tiles of nearly equal height: `tiles` of them, the first `tall` one row taller. */
     const int tiles = (m + isa->mr_max - 1) / isa->mr_max;
     const int short_rows = m / tiles, tall = m % tiles;
-    const int panels = (n1 - n0 + RNNRT_PANEL - 1) / RNNRT_PANEL;
-    for (int q = 0; q < panels; q++) {
-        const int j0 = n0 + (backward ? panels - 1 - q : q) * RNNRT_PANEL;
-        const float *panel = packed + (long)(j0 / RNNRT_PANEL) * k * RNNRT_PANEL;
-        const int w = n1 - j0 < RNNRT_PANEL ? n1 - j0 : RNNRT_PANEL;
-        float *cj = c + (j0 - n0);
-        int i0 = 0;
-        for (int t = 0; t < tiles; t++) {
-            const int mr = short_rows + (t < tall);
-            const float *ai = a + (long)i0 * lda;
-            float *ci = cj + (long)i0 * ldc;
-            if (w == RNNRT_PANEL) {
-                isa->tile(mr, k, ai, lda, panel, beta, ci, ldc, streamed);
-            } else {
-                /* The last, partial panel: the whole tile into a scratch, then the columns
-                 * that exist (the panel's zero padding makes the rest zeros). */
-                float scratch[MR_MAX * RNNRT_PANEL];
-                isa->tile(mr, k, ai, lda, panel, 0.0f, scratch, RNNRT_PANEL, streamed);
-                for (int i = 0; i < mr; i++) {
-                    float *cr = ci + (long)i * ldc;
-                    const float *sr = scratch + i * RNNRT_PANEL;
-                    for (int j = 0; j < w; j++) {
-                        cr[j] = beta == 0.0f ? sr[j] : sr[j] + beta * cr[j];
-                    }
-                }
+    const int whole = (n1 - n0) / RNNRT_PANEL, w = (n1 - n0) % RNNRT_PANEL;
+    const float *first = packed + (long)(n0 / RNNRT_PANEL) * k * RNNRT_PANEL;
+    const float *last = first + (long)whole * k * RNNRT_PANEL;     /* the partial one */
+    if (w && backward) {
+        partial_panel(isa, streamed, m, w, k, a, lda, last, beta,
+                      c + whole * RNNRT_PANEL, ldc);
+    }
+    if (whole > 0 && tiles == 1) {      /* every whole panel in one call */
+        const int q0 = backward ? whole - 1 : 0, dir = backward ? -1 : 1;
+        isa->tile(m, k, a, lda, RUN_PANEL(first, q0, 1, k), whole, dir, beta,
+                  RUN_C(c, q0, 1), ldc, streamed);
+    } else {
+        /* Panels outer, row tiles inner: a panel stays in L1 while every tile reads it. */
+        for (int i = 0; i < whole; i++) {
+            const int q = backward ? whole - 1 - i : i;
+            for (int t = 0, i0 = 0; t < tiles; i0 += short_rows + (t < tall), t++) {
+                isa->tile(short_rows + (t < tall), k, a + (long)i0 * lda, lda,
+                          RUN_PANEL(first, q, 1, k), 1, 1, beta,
+                          RUN_C(c, q, 1) + (long)i0 * ldc, ldc, streamed);
             }
-            i0 += mr;
         }
+    }
+    if (w && !backward) {
+        partial_panel(isa, streamed, m, w, k, a, lda, last, beta,
+                      c + whole * RNNRT_PANEL, ldc);
     }
 }
 

@@ -4,7 +4,7 @@
  *   gx = X @ W                        input projection, one product per gate: of all steps
  *                                     at once, or of each step just before it (8+ rows)
  *   per step: gr = h @ R[d]           recurrent product, one per gate
- *             fused epilogue          activations and state update, one pass per row
+ *             epilogue                activations and state update per row (cells.c)
  * Both products read the weights in gate panels (rnnrt/panels.py) with the packed GEMM
  * (packed_gemm.c), which never repacks them. How threads share the work: see
  * rnnrt_recurrent_run below. Equations and layouts: rnnrt/ir.py. */
@@ -13,23 +13,6 @@
 #include <stdlib.h>
 #include <unistd.h>
 #include "rnnrt.h"
-
-/* Clamp to [-clip, clip]; NaN stays NaN (comparisons with NaN are false). */
-static inline void clip_inplace(float *x, int n, float clip)
-{
-    if (clip <= 0.0f) {
-        return;
-    }
-    for (int j = 0; j < n; j++) {
-        x[j] = x[j] < -clip ? -clip : (x[j] > clip ? clip : x[j]);
-    }
-}
-
-static inline void activate(const rnnrt_act *a, float *x, int n, float clip)
-{
-    clip_inplace(x, n, clip);
-    rnnrt_act_apply(a, x, n);
-}
 
 /* Per-thread scratch, carved from one buffer. */
 typedef struct {
@@ -119,102 +102,6 @@ static void project_inputs(const rnnrt_recurrent *r, const rnnrt_recurrent_io *i
                                   0.0f, out + (long)bi * T * N, N);
             }
         }
-    }
-}
-
-/* Sum input projection, recurrent part and bias into pre: pre[j] += gx[j] + b[j]. */
-static inline void add_inputs(float *pre, const float *gx, const float *b, int n)
-{
-    for (int j = 0; j < n; j++) {
-        pre[j] += gx[j] + b[j];
-    }
-}
-
-/* pre[gH + u] += gx[gH + u] + b[gH + u] for gates g0..g1-1 and the thread's units u. */
-DISPATCH static void add_gate_inputs(const rnnrt_recurrent *r, int d, float *pre,
-                                     const float *gx, int g0, int g1, units u)
-{
-    const float *b = r->b + (long)d * r->G * r->H;
-    for (int g = g0; g < g1; g++) {
-        int o = g * r->H + u.u0;
-        add_inputs(pre + o, gx + o, b + o, u.u1 - u.u0);
-    }
-}
-
-/* LSTM epilogue for one row's units: gates in pre (order i, o, f, c), cell c in place,
- * writes o*h(c) to out. c and out are the row's whole vectors. */
-DISPATCH static void lstm_row(const rnnrt_recurrent *r, int d, float *pre, const float *gx,
-                              float *c, float *out, units u)
-{
-    int H = r->H, n = u.u1 - u.u0;
-    const rnnrt_act *act = r->act[d];
-    const float *P = r->P ? r->P + (long)d * 3 * H + u.u0 : NULL;
-    float *gi = pre + u.u0, *go = gi + H, *gf = gi + 2 * H, *gc = gi + 3 * H;
-    c += u.u0;
-    out += u.u0;
-    add_gate_inputs(r, d, pre, gx, 0, 4, u);
-    if (P) {
-        for (int j = 0; j < n; j++) {
-            gi[j] += P[j] * c[j];
-            gf[j] += P[2 * H + j] * c[j];
-        }
-    }
-    activate(&act[0], gi, n, r->clip);
-    if (r->input_forget) {
-        for (int j = 0; j < n; j++) {
-            gf[j] = 1.0f - gi[j];
-        }
-    } else {
-        activate(&act[0], gf, n, r->clip);
-    }
-    activate(&act[1], gc, n, r->clip);
-    for (int j = 0; j < n; j++) {
-        c[j] = gf[j] * c[j] + gi[j] * gc[j];
-    }
-    if (P) {
-        for (int j = 0; j < n; j++) {
-            go[j] += P[H + j] * c[j];
-        }
-    }
-    activate(&act[0], go, n, r->clip);
-    memcpy(out, c, sizeof(float) * n);
-    activate(&act[2], out, n, r->clip);
-    for (int j = 0; j < n; j++) {
-        out[j] *= go[j];
-    }
-}
-
-/* GRU update and reset gates for one row's units: pre[0:H], pre[H:2H] become z, r. */
-static void gru_gates_row(const rnnrt_recurrent *r, int d, float *pre, const float *gx,
-                          units u)
-{
-    add_gate_inputs(r, d, pre, gx, 0, 2, u);
-    activate(&r->act[d][0], pre + u.u0, u.u1 - u.u0, r->clip);
-    activate(&r->act[d][0], pre + r->H + u.u0, u.u1 - u.u0, r->clip);
-}
-
-/* GRU candidate and new state for one row's units; pre[2H:3H] holds Rh h (lbr) or
- * Rh (r*h). h and hnew are the row's whole vectors. */
-DISPATCH static void gru_state_row(const rnnrt_recurrent *r, int d, float *pre,
-                                   const float *gx, const float *h, float *hnew, units u)
-{
-    int H = r->H, n = u.u1 - u.u0;
-    const float *z = pre + u.u0, *rg = z + H, *b = r->b + (long)d * r->G * H + 2 * H + u.u0;
-    float *hh = pre + 2 * H + u.u0;
-    gx += 2 * H + u.u0;
-    h += u.u0;
-    hnew += u.u0;
-    if (r->lbr) {
-        const float *rbh = r->rbh + (long)d * H + u.u0;
-        for (int j = 0; j < n; j++) {
-            hh[j] = gx[j] + b[j] + rg[j] * (hh[j] + rbh[j]);
-        }
-    } else {
-        add_inputs(hh, gx, b, n);
-    }
-    activate(&r->act[d][1], hh, n, r->clip);
-    for (int j = 0; j < n; j++) {
-        hnew[j] = (1.0f - z[j]) * hh[j] + z[j] * h[j];
     }
 }
 
@@ -366,18 +253,17 @@ static void step_epilogue(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io
         float *hnew = w->hnew + (long)bi * S;
         switch (r->cell) {
         case CELL_RNN:      /* pre is this row of hnew */
-            add_gate_inputs(r, d, pre, gxr, 0, 1, u);
-            activate(&r->act[d][0], pre + u.u0, u.u1 - u.u0, r->clip);
+            rnnrt_rnn_row(r, d, pre, gxr, u.u0, u.u1);
             break;
         case CELL_LSTM:
-            lstm_row(r, d, pre, gxr, w->c + (long)bi * H,
-                     r->Projt ? w->tmp + (long)bi * H : hnew, u);
+            rnnrt_lstm_row(r, d, pre, gxr, w->c + (long)bi * H,
+                           r->Projt ? w->tmp + (long)bi * H : hnew, u.u0, u.u1);
             break;
         default:
             if (!gru_before) {
-                gru_gates_row(r, d, pre, gxr, u);
+                rnnrt_gru_gates_row(r, d, pre, gxr, u.u0, u.u1);
             }
-            gru_state_row(r, d, pre, gxr, w->h + (long)bi * S, hnew, u);
+            rnnrt_gru_state_row(r, d, pre, gxr, w->h + (long)bi * S, hnew, u.u0, u.u1);
             break;
         }
     }
@@ -396,7 +282,7 @@ static void gru_reset_state(const rnnrt_recurrent *r, const rnnrt_recurrent_io *
         float *pre = w->gr + (long)bi * GH, *rh = w->tmp + (long)bi * S + s0;
         const float *h = w->h + (long)bi * S + s0;
         if (rs.update) {
-            gru_gates_row(r, d, pre, gx + bi * gx_row + rs.t * gx_time, u);
+            rnnrt_gru_gates_row(r, d, pre, gx + bi * gx_row + rs.t * gx_time, u.u0, u.u1);
             for (int j = 0; j < sn; j++) {
                 rh[j] = pre[H + s0 + j] * h[j];
             }

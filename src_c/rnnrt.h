@@ -82,6 +82,22 @@ int rnnrt_recurrent_threads(const rnnrt_recurrent *r, int B, int T, int nthreads
 long rnnrt_l2_bytes(void);           /* the L2 size the schedules plan with */
 void rnnrt_recurrent_run(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io);
 
+/* ---- one step of a cell on one row (cells.c) ---- */
+/* The hidden units [u0, u1) of a row, direction d: pre holds the step's recurrent products
+ * (G*H, gate-major; a SimpleRNN's become its new state in place), gx the row's input
+ * projections at the step (same layout). LSTM: updates c and writes the output (o * h(c))
+ * to out; c and out are the row's whole vectors. GRU: the gates z, r in place, then the
+ * candidate and the new state hnew from h; pre's candidate part holds Rh h
+ * (linear_before_reset) or Rh (r*h). */
+void rnnrt_rnn_row(const rnnrt_recurrent *r, int d, float *pre, const float *gx, int u0,
+                   int u1);
+void rnnrt_lstm_row(const rnnrt_recurrent *r, int d, float *pre, const float *gx, float *c,
+                    float *out, int u0, int u1);
+void rnnrt_gru_gates_row(const rnnrt_recurrent *r, int d, float *pre, const float *gx, int u0,
+                         int u1);
+void rnnrt_gru_state_row(const rnnrt_recurrent *r, int d, float *pre, const float *gx,
+                         const float *h, float *hnew, int u0, int u1);
+
 /* ---- row-wise layers (layers.c); `rows` = product of all axes but the last ---- */
 void rnnrt_dense(const float *x, long rows, int n_in, const float *kernel, const float *bias,
                  int n_out, const rnnrt_act *act, float *out, int nthreads);

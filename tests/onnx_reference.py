@@ -21,7 +21,8 @@ ACTIVATIONS = {
     "ThresholdedRelu": (lambda x, a, b: np.where(x > a, x, 0), True, False),
     "ScaledTanh": (lambda x, a, b: a * np.tanh(b * x), True, True),
     "HardSigmoid": (lambda x, a, b: np.clip(a * x + b, 0, 1), True, True),
-    "Elu": (lambda x, a, b: np.where(x >= 0, x, a * (np.exp(x) - 1)), True, False),
+    # exp of the negative part only: np.where computes both branches.
+    "Elu": (lambda x, a, b: np.where(x >= 0, x, a * np.expm1(np.minimum(x, 0))), True, False),
     "Softsign": (lambda x, a, b: x / (1 + np.abs(x)), False, False),
     "Softplus": (lambda x, a, b: np.log1p(np.exp(x)), False, False),
 }

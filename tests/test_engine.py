@@ -175,6 +175,40 @@ def test_batch_one_split_by_panel_ranges_matches_reference(cell, hidden, lbr, tm
     assert_outputs_close(got, one.run(feeds), tol / 2, "vs 1 thread")
 
 
+@pytest.mark.parametrize("cell,lbr", [("rnn", False), ("lstm", False), ("gru", False),
+                                      ("gru", True)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_fused_and_general_cell_math_agree_with_reference(cell, lbr, threads, tmp_path):
+    # A cell with its standard activations and no clip runs one fused pass per row
+    # (src_c/cells.c); any clip sends it down the general path, and a clip no value reaches
+    # changes nothing else. 45 units: a whole panel and a partial one; batch 1 on 2 threads
+    # splits the units, shares ending in a partial panel.
+    rng = np.random.default_rng(5)
+    H = (300 if cell == "rnn" else 200) if threads == 2 else 45
+    B, T, I = (1 if threads == 2 else 3), 6, 8
+    outputs = {"h_n": "h_n", **({"c_n": "c_n"} if cell == "lstm" else {})}
+    x = ir.TensorInfo("x", (None, None, I), "float32")
+    L = ir.TensorInfo("L", (None,), "int32")
+    feeds = {"x": rng.uniform(-1, 1, (B, T, I)).astype(np.float32),
+             "L": np.array([T, 4, 1][:B], np.int32)}
+    got = {}
+    for clip in (None, 1e30):
+        rec = make_recurrent("rec", cell, "forward", H, I, np.random.default_rng(3), x="x",
+                             y="y", seq_lens="L", clip=clip, **outputs,
+                             **({"linear_before_reset": lbr} if cell == "gru" else {}))
+        tame_wide_recurrence(rec)
+        graph = ir.Graph([x, L], [rec], ["y", *outputs.values()]).validate()
+        model = rnnrt.load(rnnrt.packing.save(graph, tmp_path / f"clip{clip}.rnnrt"),
+                           num_threads=threads)
+        if threads == 2:
+            assert model._engine.thread_schedule(B, T, 2)[0][1] in ("units", "ranges")
+        got[clip] = model.run(feeds)
+        want, peak = run_reference_traced(graph, feeds)
+        assert_outputs_close(got[clip], want, float32_tolerance(peak) * wide_sum_factor(rec),
+                             f"clip={clip}")
+    assert_outputs_close(got[None], got[1e30], 1e-6, "fused vs general")
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_repeated_runs_are_identical(threads, tmp_path):
     # Workspaces are reused between calls: a run must not see an earlier one's state.
