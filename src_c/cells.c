@@ -5,8 +5,10 @@
  * Two ways to the same values:
  * - fused: for a cell with its standard activations (sigmoid gates, tanh candidate and
  *   output) and no clip or peepholes, one vectorised pass computes every gate of a unit in
- *   registers. The general path below makes a pass per gate and per operation, each through
- *   a call; on a batch-1 LSTM-128 sequence that came to 0.3 us of a 2.2 us step, fused 0.1.
+ *   registers, where the general path below makes a pass per gate and per operation, each
+ *   through a call. On batch-1 sequences of 128 units (perf) a step's cell math took GRU
+ *   0.18 -> 0.14 us, SimpleRNN 0.072 -> 0.056 us; LSTM stayed at ~0.25 us, which is the
+ *   arithmetic of its 5 exps a unit either way.
  * - general: any activation, clip, peepholes, coupled input-forget gate.
  * Both use the same exp (fast_exp.h) and the same order of additions. */
 #include <string.h>

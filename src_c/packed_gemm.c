@@ -36,9 +36,9 @@
 
 /* np tiles in a row: c[mr x 32] = a[mr x k] @ panel (+ beta * c) for np whole panels, the
  * q-th at panel + dir * q * k * 32 with its columns at c + dir * q * 32 (dir: 1 or -1); all
- * 32 columns are stored. One call runs them all: at one row, a call per panel cost 5% of a
- * recurrent step. With `streamed`, a tile of few rows asks for the panel's rows ahead of
- * use. */
+ * 32 columns are stored. One call runs them all: with a call per panel, the calls took
+ * 3-4% of a batch-1 sequence of 128 units (perf), ~1% this way. With `streamed`, a tile of
+ * few rows asks for the panel's rows ahead of use. */
 typedef void (*tile_fn)(int mr, int k, const float *a, int lda, const float *panel, int np,
                         int dir, float beta, float *c, int ldc, int streamed);
 
