@@ -385,7 +385,7 @@ cdef enum:
 cdef class Stepper:
     """A stream's one-step call with everything bound once: its buffers, states and
     workspace. `step` is Stream.step for a model with one float input: its fast path
-    it checks the arrays' type, shape and contiguity in C, takes the stream's Busy mark,
+    checks the arrays' type, shape and contiguity in C, takes the stream's Busy mark,
     copies the row in, runs the plan (GIL released) and copies the first output out, with no
     allocation beyond the output array (none with `out=`)."""
     cdef Engine engine

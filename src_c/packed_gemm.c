@@ -307,16 +307,34 @@ __attribute__((constructor)) static void packed_isa_pick(void)
 }
 #endif
 
+/* Row tiles of nearly equal height (64 rows: 11,11,11,11,10,10): `count` of them, the
+ * first `tall` one row taller than `rows`. */
+typedef struct {
+    int count, rows, tall;
+} row_tiles;
+
+static row_tiles row_tiles_of(const packed_isa *isa, int m)
+{
+    row_tiles rt;
+    rt.count = (m + isa->mr_max - 1) / isa->mr_max;
+    rt.rows = m / rt.count;
+    rt.tall = m % rt.count;
+    return rt;
+}
+
+static inline int tile_height(row_tiles rt, int t)
+{
+    return rt.rows + (t < rt.tall);
+}
+
 /* The last, partial panel (w < 32 columns, output at cj): each tile of rows into a scratch,
  * then the columns that exist (the panel's zero padding makes the rest zeros). */
-static void partial_panel(const packed_isa *isa, int streamed, int m, int w, int k,
+static void partial_panel(const packed_isa *isa, int streamed, row_tiles rt, int w, int k,
                           const float *a, int lda, const float *panel, float beta, float *cj,
                           int ldc)
 {
-    const int tiles = (m + isa->mr_max - 1) / isa->mr_max;
-    const int short_rows = m / tiles, tall = m % tiles;
-    for (int t = 0, i0 = 0; t < tiles; i0 += short_rows + (t < tall), t++) {
-        const int mr = short_rows + (t < tall);
+    for (int t = 0, i0 = 0; t < rt.count; i0 += tile_height(rt, t), t++) {
+        const int mr = tile_height(rt, t);
         float scratch[MR_MAX * RNNRT_PANEL];
         isa->tile(mr, k, a + (long)i0 * lda, lda, panel, 1, 1, 0.0f, scratch, RNNRT_PANEL,
                   streamed);
@@ -338,17 +356,15 @@ static void gemm_packed_with(const packed_isa *isa, int streamed, int backward, 
     if (m <= 0 || n1 <= n0) {
         return;
     }
-    /* Row tiles of nearly equal height: `tiles` of them, the first `tall` one row taller. */
-    const int tiles = (m + isa->mr_max - 1) / isa->mr_max;
-    const int short_rows = m / tiles, tall = m % tiles;
+    const row_tiles rt = row_tiles_of(isa, m);
     const int whole = (n1 - n0) / RNNRT_PANEL, w = (n1 - n0) % RNNRT_PANEL;
     const float *first = packed + (long)(n0 / RNNRT_PANEL) * k * RNNRT_PANEL;
     const float *last = first + (long)whole * k * RNNRT_PANEL;     /* the partial one */
     if (w && backward) {
-        partial_panel(isa, streamed, m, w, k, a, lda, last, beta,
+        partial_panel(isa, streamed, rt, w, k, a, lda, last, beta,
                       c + whole * RNNRT_PANEL, ldc);
     }
-    if (whole > 0 && tiles == 1) {      /* every whole panel in one call */
+    if (whole > 0 && rt.count == 1) {   /* every whole panel in one call */
         const int q0 = backward ? whole - 1 : 0, dir = backward ? -1 : 1;
         isa->tile(m, k, a, lda, RUN_PANEL(first, q0, 1, k), whole, dir, beta,
                   RUN_C(c, q0, 1), ldc, streamed);
@@ -356,15 +372,15 @@ static void gemm_packed_with(const packed_isa *isa, int streamed, int backward, 
         /* Panels outer, row tiles inner: a panel stays in L1 while every tile reads it. */
         for (int i = 0; i < whole; i++) {
             const int q = backward ? whole - 1 - i : i;
-            for (int t = 0, i0 = 0; t < tiles; i0 += short_rows + (t < tall), t++) {
-                isa->tile(short_rows + (t < tall), k, a + (long)i0 * lda, lda,
+            for (int t = 0, i0 = 0; t < rt.count; i0 += tile_height(rt, t), t++) {
+                isa->tile(tile_height(rt, t), k, a + (long)i0 * lda, lda,
                           RUN_PANEL(first, q, 1, k), 1, 1, beta,
                           RUN_C(c, q, 1) + (long)i0 * ldc, ldc, streamed);
             }
         }
     }
     if (w && !backward) {
-        partial_panel(isa, streamed, m, w, k, a, lda, last, beta,
+        partial_panel(isa, streamed, rt, w, k, a, lda, last, beta,
                       c + whole * RNNRT_PANEL, ldc);
     }
 }

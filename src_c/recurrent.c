@@ -342,8 +342,9 @@ static void run_direction(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io
     steps = steps > T ? T : steps;
     join_units(u);              /* step 0 reads every unit of h */
 
+    /* A GRU with the reset before the product does the candidate's product after r. */
+    const int gru_before = r->cell == CELL_GRU && !r->lbr;
     for (int s = 0; s < steps; s++) {
-        int gru_before = r->cell == CELL_GRU && !r->lbr;
         if (stepwise) {
             project_step(r, io, b0, rows, reverse ? T - 1 - s : s, d, w->gx);
         }
