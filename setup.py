@@ -21,11 +21,11 @@ engine = Extension(
     # Installed, the OpenBLAS wheel sits beside us in site-packages; an in-place build finds
     # it through rnnrt/_blas.py, which loads it first. Never the system BLAS.
     runtime_library_dirs=["$ORIGIN/../scipy_openblas32/lib"],
-    # Portable: no -march=native; -O3 with OpenMP.
+    # Portable: no -march=native; -O3; threads are our own (src_c/workers.c), not OpenMP.
     # -ffp-contract=fast: a*b+c as one FMA where the ISA has it (ISO C mode turns it off).
-    extra_compile_args=["-O3", "-fopenmp", "-std=c11", "-ffp-contract=fast", "-Wall",
+    extra_compile_args=["-O3", "-pthread", "-std=c11", "-ffp-contract=fast", "-Wall",
                         "-Wno-unused-function"],
-    extra_link_args=["-fopenmp"],
+    extra_link_args=["-pthread"],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
 )
 

@@ -2,6 +2,8 @@
 
     python benchmarks/compare.py [--quick] [--scenarios A,B,C,D] [--cells lstm,gru,rnn]
                                  [--threads 1,2] [--out DIR]
+    python benchmarks/compare.py --load 0,1,2 [--quick] ...   (latency under load:
+                                 benchmarks/loaded.py)
 
 For each case of benchmarks/scenarios.py: one model (random weights, fixed seed) given to
 each engine; every engine's output checked against the NumPy oracle of tests/reference.py
@@ -66,15 +68,17 @@ def _csv(choices):
     return parse
 
 
-def _threads(text):
-    try:
-        items = sorted({int(t) for t in text.split(",") if t.strip()})
-    except ValueError:
-        items = []
-    if not items or items[0] < 1:
-        raise argparse.ArgumentTypeError(f"expected positive thread counts like 1,2, got "
-                                         f"{text!r}")
-    return items
+def _counts(least, example):
+    """A parser of comma-separated integers >= least, like `example`."""
+    def parse(text):
+        try:
+            items = sorted({int(t) for t in text.split(",") if t.strip()})
+        except ValueError:
+            items = []
+        if not items or items[0] < least:
+            raise argparse.ArgumentTypeError(f"expected {example}, got {text!r}")
+        return items
+    return parse
 
 
 def parse_args(argv=None):
@@ -84,11 +88,15 @@ def parse_args(argv=None):
                     help="subset of A,B,C,D (default all)")
     ap.add_argument("--cells", type=_csv(scenarios.CELLS), default=list(scenarios.CELLS),
                     help="subset of lstm,gru,rnn (default all)")
-    ap.add_argument("--threads", type=_threads, default=[1, 2],
-                    help="thread counts for every engine (default 1,2)")
+    ap.add_argument("--threads", type=_counts(1, "positive thread counts like 1,2"),
+                    default=[1, 2], help="thread counts for every engine (default 1,2)")
     ap.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results"),
                     help="folder for compare.json, compare.txt, compare.png")
     ap.add_argument("--rounds", type=int, default=None, help="override the rounds per case")
+    ap.add_argument("--load", type=_counts(0, "busy process counts like 0,1,2"), default=None,
+                    help="latency under load instead: with 0, 1, 2... busy competitor "
+                         "processes beside, rnnrt and onnxruntime at default and 1 thread, "
+                         "p50 and p99 (benchmarks/loaded.py)")
     bar = ap.add_mutually_exclusive_group()
     bar.add_argument("--progress", dest="progress", action="store_true", default=None,
                      help="draw the progress bar even when stderr is not a terminal")
@@ -170,6 +178,9 @@ def summarize(record, case, mach) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.load is not None:
+        from benchmarks import loaded
+        return loaded.run(args)
     settings = SETTINGS["quick" if args.quick else "full"]
     if args.rounds:
         settings = (args.rounds,) + settings[1:]

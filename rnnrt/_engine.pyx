@@ -150,6 +150,87 @@ def l2_bytes():
     return rnnrt_l2_bytes()
 
 
+# Threads (src_c/workers.c, src_c/cpu_load.c): what they did, and the hooks tests use.
+cdef extern from "rnnrt.h" nogil:
+    ctypedef struct rnnrt_workers_info:
+        int workers, awake
+        unsigned long long jobs, jobs_alone, shares_by_workers
+    void rnnrt_workers_stats(rnnrt_workers_info *info)
+    void rnnrt_workers_hold(int hold)
+    int rnnrt_free_cores()
+    void rnnrt_free_cores_fix(int n)
+    void rnnrt_run_shares(int threads, int n_phases, int n_shares,
+                          void (*fn)(void *ctx, int phase, int share, int slot) noexcept nogil,
+                          void *ctx)
+    int RNNRT_MAX_SHARES
+
+
+def workers_info():
+    """{workers started, awake now, jobs shared, jobs run alone, shares workers ran}."""
+    cdef rnnrt_workers_info i
+    rnnrt_workers_stats(&i)
+    return {"workers": i.workers, "awake": i.awake, "jobs": i.jobs, "jobs_alone": i.jobs_alone,
+            "shares_by_workers": i.shares_by_workers}
+
+
+def free_cores():
+    """The cores other processes leave this one now, as a call about to share its work sees
+    them (at least 1)."""
+    return rnnrt_free_cores()
+
+
+def fix_free_cores(int n):
+    """Tests: n > 0 makes every call see n free cores; 0 measures again."""
+    rnnrt_free_cores_fix(n)
+
+
+def hold_workers(bint hold):
+    """Tests: while held, workers claim nothing (a worker that never arrives)."""
+    rnnrt_workers_hold(hold)
+
+
+cdef struct share_check_ctx:
+    int n_shares
+    long spin
+    long long *value
+    int *slot
+    int *runs
+
+
+cdef void share_check_fn(void *ctx, int phase, int share, int slot) noexcept nogil:
+    cdef share_check_ctx *c = <share_check_ctx *>ctx
+    cdef int n = c.n_shares, j
+    cdef long long acc = phase * 1000003 + share
+    cdef volatile long spin
+    if phase > 0:
+        for j in range(n):
+            acc += c.value[(phase - 1) * n + j] * (j + 1)
+    for spin in range(c.spin):
+        pass
+    c.value[phase * n + share] = acc % 1000000007
+    c.slot[phase * n + share] = slot
+    c.runs[phase * n + share] += 1
+
+
+def share_check(int threads, int n_phases, int n_shares, long spin):
+    """Tests: a job whose share (p, k) reads every share of phase p - 1, run through
+    rnnrt_run_shares. Returns (values, the slot that ran each, how often each ran), each
+    (n_phases, n_shares)."""
+    if not (1 <= n_shares <= RNNRT_MAX_SHARES and n_phases >= 1):
+        raise ValueError("n_phases >= 1 and 1 <= n_shares <= RNNRT_MAX_SHARES")
+    value = np.zeros((n_phases, n_shares), np.int64)
+    slot = np.full((n_phases, n_shares), -1, np.int32)
+    runs = np.zeros((n_phases, n_shares), np.int32)
+    cdef share_check_ctx c
+    c.n_shares, c.spin = n_shares, spin
+    c.value = <long long *>cnp.PyArray_DATA(value)
+    c.slot = <int *>cnp.PyArray_DATA(slot)
+    c.runs = <int *>cnp.PyArray_DATA(runs)
+    with nogil:
+        rnnrt_run_shares(threads, n_phases, n_shares, share_check_fn, &c)
+    return value, slot, runs
+
+
 def rng_draws(uint64_t seed, Py_ssize_t n):
     """The first n numbers of the generator Model.generate samples with, for `seed`."""
     cdef rnnrt_rng g

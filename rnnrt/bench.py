@@ -163,6 +163,12 @@ def reps_for(call_s: float, target_s: float, min_reps: int, max_reps: int) -> in
     return int(min(max_reps, max(min_reps, round(target_s / max(call_s, 1e-9)))))
 
 
+# Before each engine's block: the threads the last engine left spinning (onnxruntime's spin
+# for a while after a run) go to sleep, and rnnrt's load probe (src_c/cpu_load.c) no longer
+# counts them as other load.
+SETTLE_S = 0.02
+
+
 def _run_round(fns: dict, order: list, reps: dict, warmup: int, overhead_s: float,
                progress) -> Round:
     busy0, own0, t0 = _cpu_busy_s(), _own_cpu_s(), time.perf_counter()
@@ -170,6 +176,8 @@ def _run_round(fns: dict, order: list, reps: dict, warmup: int, overhead_s: floa
     samples = {}
     for name in order:
         fn = fns[name]
+        if len(order) > 1:
+            time.sleep(SETTLE_S)
         for _ in range(max(warmup, reps[name] // 20)):
             fn()
         ns = np.asarray(_time_calls(fn, reps[name]), dtype=np.float64)

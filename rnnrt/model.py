@@ -33,13 +33,24 @@ def _public_shape(shape):
 _CALL_CACHE = 64
 
 
+def usable_cores() -> int:
+    """The cores this process may run on: its affinity mask (taskset, a container's cpuset),
+    where the platform has one, else all of the machine's."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def default_threads() -> int:
-    """OMP_NUM_THREADS when set (Dask and Ray set it per worker), else the core count."""
+    """OMP_NUM_THREADS when set (Dask and Ray set it per worker), else the cores this process
+    may use. A call still shares its work only with cores other processes leave free
+    (src_c/cpu_load.c), so this is a ceiling, not a promise."""
     env = os.environ.get("OMP_NUM_THREADS", "")
     try:
         n = int(env.split(",")[0])
     except ValueError:
-        n = os.cpu_count() or 1
+        n = usable_cores()
     return max(1, n)
 
 

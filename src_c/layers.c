@@ -2,36 +2,65 @@
 #include <string.h>
 #include "rnnrt.h"
 
+/* A Dense layer's rows are cut into blocks that threads claim (workers.c) only when the
+ * product is worth waking a thread for: a head over a batch-1 sequence (100 x 64 x 4) is a
+ * few microseconds, which a wake-up would double. */
+#define DENSE_SHARE_MIN_FLOPS 2.0e6
+#define DENSE_SHARES_PER_THREAD 2
+
+typedef struct {
+    const float *x, *kernel, *bias;
+    long rows, per;
+    int n_in, n_out;
+    const rnnrt_act *act;
+    float *out;
+} dense_call;
+
+static void dense_rows(const dense_call *c, long r0, long n)
+{
+    float *o = c->out + r0 * c->n_out;
+    if (c->bias) {
+        for (long i = 0; i < n; i++) {
+            memcpy(o + i * c->n_out, c->bias, sizeof(float) * c->n_out);
+        }
+    }
+    rnnrt_gemm((int)n, c->n_out, c->n_in, c->x + r0 * c->n_in, c->n_in, c->kernel, c->n_out,
+               c->bias ? 1.0f : 0.0f, o, c->n_out);
+    if (c->act->kind == ACT_SOFTMAX || c->act->kind == ACT_LOG_SOFTMAX) {
+        rnnrt_act_rows(c->act, o, n, c->n_out);
+    } else {
+        rnnrt_act_apply(c->act, o, n * c->n_out);
+    }
+}
+
+static void dense_share(void *ctx, int phase, int k, int slot)
+{
+    const dense_call *c = ctx;
+    long r0 = k * c->per, n = c->rows - r0 < c->per ? c->rows - r0 : c->per;
+    if (n > 0) {
+        dense_rows(c, r0, n);
+    }
+    (void)phase, (void)slot;
+}
+
 void rnnrt_dense(const float *x, long rows, int n_in, const float *kernel, const float *bias,
                  int n_out, const rnnrt_act *act, float *out, int nthreads)
 {
-    int nt = nthreads < 1 ? 1 : nthreads;
-    nt = rows < nt ? (int)rows : nt;
     if (rows == 0) {
         return;
     }
-    long per = (rows + nt - 1) / nt;
-
-    #pragma omp parallel for num_threads(nt) schedule(static, 1)
-    for (int k = 0; k < nt; k++) {
-        long r0 = k * per, n = rows - r0 < per ? rows - r0 : per;
-        if (n <= 0) {
-            continue;
-        }
-        float *o = out + r0 * n_out;
-        if (bias) {
-            for (long i = 0; i < n; i++) {
-                memcpy(o + i * n_out, bias, sizeof(float) * n_out);
-            }
-        }
-        rnnrt_gemm((int)n, n_out, n_in, x + r0 * n_in, n_in, kernel, n_out,
-                   bias ? 1.0f : 0.0f, o, n_out);
-        if (act->kind == ACT_SOFTMAX || act->kind == ACT_LOG_SOFTMAX) {
-            rnnrt_act_rows(act, o, n, n_out);
-        } else {
-            rnnrt_act_apply(act, o, n * n_out);
-        }
+    dense_call c = {x, kernel, bias, rows, rows, n_in, n_out, act, out};
+    double paid = 2.0 * rows * n_in * n_out / DENSE_SHARE_MIN_FLOPS;
+    long want = (long)(nthreads < 1 ? 1 : nthreads) * DENSE_SHARES_PER_THREAD;
+    want = want < rows ? want : rows;
+    want = want < paid ? want : (long)paid;
+    want = want < RNNRT_MAX_SHARES ? want : RNNRT_MAX_SHARES;
+    if (nthreads <= 1 || want < 2) {
+        dense_rows(&c, 0, rows);
+        return;
     }
+    c.per = (rows + want - 1) / want;
+    rnnrt_run_shares(nthreads, 1, (int)((rows + c.per - 1) / c.per), dense_share, &c);
 }
 
 long rnnrt_embedding(const int64_t *ids, long n, const float *table, long vocab, int dim,

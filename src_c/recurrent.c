@@ -8,7 +8,6 @@
  * Both products read the weights in gate panels (rnnrt/panels.py) with the packed GEMM
  * (packed_gemm.c), which never repacks them. How threads share the work: see
  * rnnrt_recurrent_run below. Equations and layouts: rnnrt/ir.py. */
-#include <omp.h>
 #include <string.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -66,8 +65,8 @@ static long state_offset(const rnnrt_recurrent *r, int B, int b, int d, int widt
  * split one step's units (see rnnrt_recurrent_run). */
 typedef struct {
     int u0, u1;
-    int split;      /* other threads own the other units: join them after each step */
-    int k, team;    /* this thread's index among the `team` that split the units */
+    int split;      /* other shares own the other units: a step's parts are phases */
+    int k, team;    /* this share's index among the `team` that split the units */
     int ranged;     /* ... and computes a contiguous range of R's panels (recurrent_gemm) */
 } units;
 
@@ -185,14 +184,6 @@ static void recurrent_gemm(const rnnrt_recurrent *r, int d, int rows, const floa
     }
 }
 
-/* Wait until every thread of the step has written its units. */
-static inline void join_units(units u)
-{
-    if (u.split) {
-        #pragma omp barrier
-    }
-}
-
 /* Per-row step bookkeeping for step s: is the row processed, at which input time. */
 typedef struct {
     int active;     /* the row has a step s at all (s < its length) */
@@ -292,107 +283,217 @@ static void gru_reset_state(const rnnrt_recurrent *r, const rnnrt_recurrent_io *
     }
 }
 
-static void run_direction(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io, int d,
-                          int b0, int rows, scratch *w, units u)
-{
-    int B = io->B, T = io->T, H = r->H, S = r->S, GH = r->G * H, N = r->D * GH;
-    int reverse = (d == 1) || r->reverse_only;
-    int stepwise = !u.split && stepwise_inputs(io, reverse, rows);
-    if (!stepwise) {
-        project_inputs(r, io, b0, rows, w->gx, d, u);
-    }
-    /* Row bi's input projections at time t: gx0 + bi * gx_row + t * gx_time. */
-    const float *gx0 = w->gx + d * GH;
-    const long gx_row = stepwise ? N : (long)T * N, gx_time = stepwise ? 0 : N;
-    /* This thread's share of R beyond L2: read ahead, and in alternating directions. */
-    const int streamed = r_share_bytes(r, u) > l2_bytes;
-    /* This thread's slice of each state vector: its units (S == H when units are split,
-     * since a projection mixes all units), and of the cell state. */
-    int s0 = u.split ? u.u0 : 0, sn = u.split ? u.u1 - u.u0 : S;
-    int c0 = u.u0, cn = u.u1 - u.u0;
-    size_t sbytes = sizeof(float) * sn, cbytes = sizeof(float) * cn;
 
-    /* Initial state; lengths bound the number of steps this block runs. */
-    int steps = 0;
+/* One direction d of a block of rows b0.., run as stages: begin, then each step's parts,
+ * then end. Run one after another on one thread (run_direction), or, when shares split the
+ * units, each stage a phase that every share runs for its units (run_units). */
+typedef struct {
+    const rnnrt_recurrent *r;
+    const rnnrt_recurrent_io *io;
+    int d, b0, rows, reverse;
+    int stepwise;       /* inputs projected step by step, not all at once */
+    int gru_before;     /* a GRU with the reset before the product */
+    int steps;          /* steps the longest row runs */
+    scratch w;          /* as carved; see scratch_at */
+    const float *gx0;   /* row bi's input projections at time t: gx0 + bi*gx_row + t*gx_time */
+    long gx_row, gx_time;
+} direction;
+
+static direction direction_of(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io, int d,
+                              int b0, int rows, scratch w, int split)
+{
+    direction dr = {r, io, d, b0, rows, (d == 1) || r->reverse_only};
+    int T = io->T, GH = r->G * r->H, N = r->D * GH;
+    dr.stepwise = !split && stepwise_inputs(io, dr.reverse, rows);
+    dr.gru_before = r->cell == CELL_GRU && !r->lbr;
     for (int bi = 0; bi < rows; bi++) {
-        int b = b0 + bi;
+        int L = io->lens ? io->lens[b0 + bi] : T;
+        dr.steps = L > dr.steps ? L : dr.steps;
+    }
+    dr.steps = dr.steps > T ? T : dr.steps;
+    dr.w = w;
+    dr.gx0 = w.gx + d * GH;
+    dr.gx_row = dr.stepwise ? N : (long)T * N;
+    dr.gx_time = dr.stepwise ? 0 : N;
+    return dr;
+}
+
+/* The scratch of step s: h holds the state before it, hnew receives the state after (the
+ * two buffers trade places every step). scratch_at(steps).h is the final state. */
+static scratch scratch_at(const direction *dr, int s)
+{
+    scratch w = dr->w;
+    if (s & 1) {
+        w.h = dr->w.hnew;
+        w.hnew = dr->w.h;
+    }
+    return w;
+}
+
+/* This share's slice of each state vector: its units (S == H when units are split, since a
+ * projection mixes all units each step, so it never splits units). */
+static int slice0(units u) { return u.split ? u.u0 : 0; }
+static size_t slice_bytes(const direction *dr, units u)
+{
+    return sizeof(float) * (u.split ? u.u1 - u.u0 : dr->r->S);
+}
+
+/* Input projections of all steps (unless stepwise), the initial state, and zero outputs
+ * at the steps a short row never reaches. */
+static void dir_begin(const direction *dr, units u)
+{
+    const rnnrt_recurrent *r = dr->r;
+    const rnnrt_recurrent_io *io = dr->io;
+    int B = io->B, T = io->T, H = r->H, S = r->S;
+    int s0 = slice0(u), c0 = u.u0;
+    size_t sbytes = slice_bytes(dr, u), cbytes = sizeof(float) * (u.u1 - u.u0);
+    if (!dr->stepwise) {
+        project_inputs(r, io, dr->b0, dr->rows, dr->w.gx, dr->d, u);
+    }
+    for (int bi = 0; bi < dr->rows; bi++) {
+        int b = dr->b0 + bi;
         int L = io->lens ? io->lens[b] : T;
-        steps = L > steps ? L : steps;
-        float *h = w->h + (long)bi * S + s0;
+        float *h = dr->w.h + (long)bi * S + s0;
         if (io->h0) {
-            memcpy(h, io->h0 + state_offset(r, B, b, d, S) + s0, sbytes);
+            memcpy(h, io->h0 + state_offset(r, B, b, dr->d, S) + s0, sbytes);
         } else {
             memset(h, 0, sbytes);
         }
         if (r->cell == CELL_LSTM) {
-            float *c = w->c + (long)bi * H + c0;
+            float *c = dr->w.c + (long)bi * H + c0;
             if (io->c0) {
-                memcpy(c, io->c0 + state_offset(r, B, b, d, H) + c0, cbytes);
+                memcpy(c, io->c0 + state_offset(r, B, b, dr->d, H) + c0, cbytes);
             } else {
                 memset(c, 0, cbytes);
             }
         }
-        /* Outputs at steps a short row never reaches are zero. */
         if (io->y && io->lens) {
             for (int t = L < 0 ? 0 : L; t < T; t++) {
-                memset(io->y + y_offset(r, B, T, b, t, d) + s0, 0, sbytes);
+                memset(io->y + y_offset(r, B, T, b, t, dr->d) + s0, 0, sbytes);
             }
         }
     }
-    steps = steps > T ? T : steps;
-    join_units(u);              /* step 0 reads every unit of h */
+}
 
-    /* A GRU with the reset before the product does the candidate's product after r. */
-    const int gru_before = r->cell == CELL_GRU && !r->lbr;
-    for (int s = 0; s < steps; s++) {
-        if (stepwise) {
-            project_step(r, io, b0, rows, reverse ? T - 1 - s : s, d, w->gx);
-        }
-        /* Recurrent GEMM; GRU with reset before the matmul does its h part later. */
-        /* A SimpleRNN's one gate has the state's shape (G * H == S): its pre-activations go
-         * straight into the next state, activated there in place. */
-        float *gr = r->cell == CELL_RNN ? w->hnew : w->gr;
-        recurrent_gemm(r, d, rows, w->h, 0, gru_before ? 2 : r->G, u, u.ranged, streamed,
-                       s + io->parity, gr);
-        if (u.ranged) {
-            join_units(u);      /* the epilogue reads gates of its units others computed */
-        }
-        if (gru_before) {
-            gru_reset_state(r, io, d, b0, rows, s, reverse, w, gx0, gx_row, gx_time, u);
-            join_units(u);      /* the candidate's product reads every unit of r*h */
-            recurrent_gemm(r, d, rows, w->tmp, 2, 3, u, 0, streamed, s + io->parity, w->gr);
-        }
-        step_epilogue(r, io, d, b0, rows, s, reverse, w, gr, gx0, gx_row, gx_time, gru_before,
-                      u);
-        if (r->Projt) {         /* never with split units */
-            rnnrt_gemm(rows, S, H, w->tmp, H, r->Projt + (long)d * H * S, S, 0.0f, w->hnew, S);
-        }
-        /* Rows that did not update carry their state; write this step's outputs. */
-        for (int bi = 0; bi < rows; bi++) {
-            int b = b0 + bi;
-            row_step rs = step_of(io, reverse, b, s);
-            float *hnew = w->hnew + (long)bi * S + s0;
-            if (!rs.update) {
-                memcpy(hnew, w->h + (long)bi * S + s0, sbytes);
-            }
-            if (io->y && rs.active) {
-                float *y = io->y + y_offset(r, B, T, b, r->step_order ? s : rs.t, d) + s0;
-                if (rs.update || r->masked_carry) {
-                    memcpy(y, hnew, sbytes);
-                } else {
-                    memset(y, 0, sbytes);
-                }
-            }
-        }
-        float *swap = w->h;
-        w->h = w->hnew;
-        w->hnew = swap;
-        join_units(u);          /* the next step reads every unit of the new h */
+/* The pieces of a step in order. A step's parts are the runs of pieces between JOINs: after
+ * a JOIN, a piece reads what every share wrote before it. */
+enum { P_GEMM, P_RESET, P_GEMM_CANDIDATE, P_FINISH, P_JOIN };
+
+static int step_pieces(const direction *dr, units u, int *pieces)
+{
+    int n = 0;
+    pieces[n++] = P_GEMM;
+    if (u.ranged) {
+        pieces[n++] = P_JOIN;       /* the epilogue reads gates of its units others computed */
     }
+    if (dr->gru_before) {
+        pieces[n++] = P_RESET;
+        pieces[n++] = P_JOIN;       /* the candidate's product reads every unit of r*h */
+        pieces[n++] = P_GEMM_CANDIDATE;
+    }
+    pieces[n++] = P_FINISH;
+    return n;
+}
 
-    for (int bi = 0; bi < rows; bi++) {
-        int b = b0 + bi;
-        const float *h = w->h + (long)bi * S + s0, *c = w->c + (long)bi * H + c0;
+static int step_parts(const direction *dr, units u)
+{
+    int pieces[8], n = step_pieces(dr, u, pieces), parts = 1;
+    for (int i = 0; i < n; i++) {
+        parts += pieces[i] == P_JOIN;
+    }
+    return parts;
+}
+
+/* Step s's gates, state update and outputs, on units u; both products read the weights in
+ * alternating directions when they come from beyond L2 (streamed). */
+static void step_finish(const direction *dr, int s, const scratch *w, units u)
+{
+    const rnnrt_recurrent *r = dr->r;
+    const rnnrt_recurrent_io *io = dr->io;
+    int B = io->B, T = io->T, H = r->H, S = r->S;
+    int s0 = slice0(u);
+    size_t sbytes = slice_bytes(dr, u);
+    /* A SimpleRNN's one gate has the state's shape (G * H == S): its pre-activations went
+     * straight into the next state, activated there in place. */
+    float *gr = r->cell == CELL_RNN ? w->hnew : w->gr;
+    step_epilogue(r, io, dr->d, dr->b0, dr->rows, s, dr->reverse, w, gr, dr->gx0, dr->gx_row,
+                  dr->gx_time, dr->gru_before, u);
+    if (r->Projt) {         /* never with split units */
+        rnnrt_gemm(dr->rows, S, H, w->tmp, H, r->Projt + (long)dr->d * H * S, S, 0.0f,
+                   w->hnew, S);
+    }
+    /* Rows that did not update carry their state; write this step's outputs. */
+    for (int bi = 0; bi < dr->rows; bi++) {
+        int b = dr->b0 + bi;
+        row_step rs = step_of(io, dr->reverse, b, s);
+        float *hnew = w->hnew + (long)bi * S + s0;
+        if (!rs.update) {
+            memcpy(hnew, w->h + (long)bi * S + s0, sbytes);
+        }
+        if (io->y && rs.active) {
+            float *y = io->y + y_offset(r, B, T, b, r->step_order ? s : rs.t, dr->d) + s0;
+            if (rs.update || r->masked_carry) {
+                memcpy(y, hnew, sbytes);
+            } else {
+                memset(y, 0, sbytes);
+            }
+        }
+    }
+}
+
+/* Part `part` of step s, on units u. */
+static void dir_step(const direction *dr, int s, int part, units u)
+{
+    const rnnrt_recurrent *r = dr->r;
+    const rnnrt_recurrent_io *io = dr->io;
+    const scratch w = scratch_at(dr, s);
+    /* This share's R beyond L2: read ahead, and in alternating directions. */
+    const int streamed = r_share_bytes(r, u) > l2_bytes, sp = s + io->parity;
+    int pieces[8], n = step_pieces(dr, u, pieces), at = 0;
+    for (int i = 0; i < n; i++) {
+        if (pieces[i] == P_JOIN) {
+            at++;
+            continue;
+        }
+        if (at != part) {
+            continue;
+        }
+        switch (pieces[i]) {
+        case P_GEMM:
+            if (dr->stepwise) {
+                project_step(r, io, dr->b0, dr->rows, dr->reverse ? io->T - 1 - s : s, dr->d,
+                             w.gx);
+            }
+            /* A GRU with the reset before the product does the candidate's product later. */
+            recurrent_gemm(r, dr->d, dr->rows, w.h, 0, dr->gru_before ? 2 : r->G, u, u.ranged,
+                           streamed, sp, r->cell == CELL_RNN ? w.hnew : w.gr);
+            break;
+        case P_RESET:
+            gru_reset_state(r, io, dr->d, dr->b0, dr->rows, s, dr->reverse, &w, dr->gx0,
+                            dr->gx_row, dr->gx_time, u);
+            break;
+        case P_GEMM_CANDIDATE:
+            recurrent_gemm(r, dr->d, dr->rows, w.tmp, 2, 3, u, 0, streamed, sp, w.gr);
+            break;
+        default:
+            step_finish(dr, s, &w, u);
+            break;
+        }
+    }
+}
+
+/* The final states of units u into the outputs that want them. */
+static void dir_end(const direction *dr, units u)
+{
+    const rnnrt_recurrent *r = dr->r;
+    const rnnrt_recurrent_io *io = dr->io;
+    const scratch w = scratch_at(dr, dr->steps);
+    int B = io->B, H = r->H, S = r->S, d = dr->d;
+    int s0 = slice0(u), c0 = u.u0;
+    size_t sbytes = slice_bytes(dr, u), cbytes = sizeof(float) * (u.u1 - u.u0);
+    for (int bi = 0; bi < dr->rows; bi++) {
+        int b = dr->b0 + bi;
+        const float *h = w.h + (long)bi * S + s0, *c = w.c + (long)bi * H + c0;
         if (io->hn) {
             memcpy(io->hn + state_offset(r, B, b, d, S) + s0, h, sbytes);
         }
@@ -408,61 +509,113 @@ static void run_direction(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io
     }
 }
 
+/* Every unit, on one thread. */
+static units all_units(const rnnrt_recurrent *r)
+{
+    units u = {0, r->H, 0, 0, 1, 0};
+    return u;
+}
+
+/* Direction d of rows b0.. on one thread, from the scratch w as carved. */
+static void run_direction(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io, int d,
+                          int b0, int rows, scratch w)
+{
+    const units u = all_units(r);
+    direction dr = direction_of(r, io, d, b0, rows, w, 0);
+    const int parts = step_parts(&dr, u);
+    dir_begin(&dr, u);
+    for (int s = 0; s < dr.steps; s++) {
+        for (int part = 0; part < parts; part++) {
+            dir_step(&dr, s, part, u);
+        }
+    }
+    dir_end(&dr, u);
+}
+
 
 /* ---- how the threads of one call share the work ----
- * ROWS: each thread runs a block of batch rows through every step and direction on its own
- * (no barrier per step). With fewer rows than threads (a batch-1 stream or sequence), that
- * would leave threads idle, so instead:
- * DIRECTIONS: a bidirectional layer runs its two directions on two threads, each alone;
- * UNITS: the threads split every step's hidden units, each computing its columns of every
- * gate and of the input projection (so each reads only its part of the weights, from its
- * own core's cache), and join once per step (twice for a GRU with the reset before the
- * product). A projection mixes all units each step, so it stays on ROWS.
+ * The work is cut into shares (workers.c runs them: the caller takes part and does whatever
+ * no worker has claimed, so a share is done by whoever is free). The cut depends on the batch,
+ * the length and the model's thread count only, never on the load, so a call computes the
+ * same bits whoever runs its shares.
+ * ROWS: each share is a block of batch rows that runs through every step and direction on its
+ * own (no join per step); up to SHARES_PER_THREAD per thread, so that a late or busy thread
+ * leaves a small part for the others. With fewer rows than threads (a batch-1 stream or
+ * sequence), that would leave threads idle, so instead:
+ * DIRECTIONS: a bidirectional layer's two directions are the two shares;
+ * UNITS: the shares split every step's hidden units, each computing its columns of every gate
+ * and of the input projection (so each reads only its part of the weights, from its own
+ * core's cache when each thread keeps its share), and every step is a phase (two for a GRU
+ * with the reset before the product). A projection mixes all units each step, so it stays on
+ * ROWS.
  * RANGES: UNITS, except that the recurrent product is split into contiguous ranges of R's
- * panels, joined before the epilogue (product_by_ranges says where that pays). */
-/* Unit shares are whole panels of 32 units (rnnrt/panels.py): a thread reads only its
- * panels, and its shares of the gates and states start on 32-unit boundaries. */
+ * panels, a phase of its own before the epilogue (product_by_ranges says where that pays). */
+/* Unit shares are whole panels of 32 units (rnnrt/panels.py): a share reads only its
+ * panels, and its parts of the gates and states start on 32-unit boundaries. */
 /* Below this many bytes of recurrent weights a step takes a few microseconds, and a second
  * thread costs more than it saves: its wake-up at each call (a streaming step, T = 1), or
- * the barrier at each step (a sequence). Measured with benchmarks/compare.py A and B: a
+ * the join at each step (a sequence). Measured with benchmarks/compare.py A and B: a
  * step gains from 768 KiB (GRU-256) and loses at 256 KiB (LSTM-128, SimpleRNN-256); a
  * sequence gains at 256 KiB (LSTM-128) and not at 192 KiB (GRU-128). */
 #define UNITS_MIN_BYTES_STEP (512L * 1024)
 #define UNITS_MIN_BYTES_SEQUENCE (224L * 1024)
+/* A block of rows is worth a share from this much work (~20 us on one core): less, and
+ * waking a thread for it costs about what it saves. */
+#define ROWS_SHARE_MIN_FLOPS 2.0e6
+#define SHARES_PER_THREAD 2
+/* Rows a block keeps at least when the batch allows: with fewer, each block's per-step
+ * product reads R for few rows, and a caller running every block alone would read R more
+ * often than one thread's single block does. */
+#define ROWS_MIN_PER_SHARE 16
 
 typedef struct {
-    int how, nt;
-    int per;        /* ROWS: rows per thread */
+    int how;
+    int shares;     /* ROWS: blocks; DIRECTIONS: 2; UNITS, RANGES: the team */
+    int per;        /* ROWS: rows per block */
 } schedule;
+
+static int clamp_threads(int n)
+{
+    return n < 1 ? 1 : n > RNNRT_MAX_THREADS ? RNNRT_MAX_THREADS : n;
+}
 
 static schedule schedule_of(const rnnrt_recurrent *r, int B, int T, int nthreads)
 {
-    schedule sc = {SPLIT_ROWS, nthreads < 1 ? 1 : nthreads, 0};
-    if (B < 1) {
-        sc.nt = 1;
+    const int nt = clamp_threads(nthreads);
+    schedule sc = {SPLIT_ROWS, 1, B > 0 ? B : 1};
+    if (B < 1 || nt == 1) {
         return sc;
     }
-    if (sc.nt > B) {
+    if (nt > B) {
         /* Another split only where it uses more threads than rows would (rows need no
-         * barrier); its thresholds were measured at batch 1. */
+         * join); its thresholds were measured at batch 1. */
         long rbytes = sizeof(float) * (long)r->S * r->G * r->H;
         if (r->D == 2 && B == 1) {
             sc.how = SPLIT_DIRECTIONS;
-            sc.nt = 2;
+            sc.shares = 2;
             return sc;
         }
         int most = (r->H + RNNRT_PANEL - 1) / RNNRT_PANEL;   /* one panel each at least */
-        int shares = sc.nt < most ? sc.nt : most;
+        int shares = nt < most ? nt : most;
         long least = T == 1 ? UNITS_MIN_BYTES_STEP : UNITS_MIN_BYTES_SEQUENCE;
         if (r->D == 1 && !r->Projt && rbytes >= least && shares >= 2 * B) {
             sc.how = product_by_ranges(r, rbytes / shares) ? SPLIT_RANGES : SPLIT_UNITS;
-            sc.nt = shares;
+            sc.shares = shares;
             return sc;
         }
-        sc.nt = B;
     }
-    sc.per = (B + sc.nt - 1) / sc.nt;
-    sc.nt = (B + sc.per - 1) / sc.per;
+    double row_flops = 2.0 * T * r->D * r->G * r->H * (double)(r->In + r->S);
+    double paid = B * row_flops / ROWS_SHARE_MIN_FLOPS;
+    int want = nt * SHARES_PER_THREAD;
+    want = want < B ? want : B;
+    want = want < paid ? want : (int)paid;
+    if (want < 2) {
+        return sc;
+    }
+    int per = (B + want - 1) / want, most = (B + nt - 1) / nt;
+    int least = ROWS_MIN_PER_SHARE < most ? ROWS_MIN_PER_SHARE : most;
+    sc.per = per > least ? per : least;
+    sc.shares = (B + sc.per - 1) / sc.per;
     return sc;
 }
 
@@ -470,7 +623,7 @@ int rnnrt_recurrent_threads(const rnnrt_recurrent *r, int B, int T, int nthreads
 {
     schedule sc = schedule_of(r, B, T, nthreads);
     *how = sc.how;
-    return sc.nt;
+    return sc.shares < nthreads ? sc.shares : clamp_threads(nthreads);
 }
 
 long rnnrt_recurrent_work(const rnnrt_recurrent *r, int B, int T, int nthreads)
@@ -480,58 +633,74 @@ long rnnrt_recurrent_work(const rnnrt_recurrent *r, int B, int T, int nthreads)
     case SPLIT_DIRECTIONS: return 2 * block_work_floats(r, B, T);
     case SPLIT_UNITS:
     case SPLIT_RANGES: return block_work_floats(r, B, T);  /* shared by all */
-    default: return sc.nt * block_work_floats(r, sc.per, T);
+    default: return sc.shares * block_work_floats(r, sc.per, T);
     }
 }
 
-/* Every unit, on one thread. */
-static units all_units(const rnnrt_recurrent *r)
-{
-    units u = {0, r->H, 0, 0, 1, 0};
-    return u;
-}
+/* A layer's call, as the shares of rnnrt_run_shares see it. */
+typedef struct {
+    const rnnrt_recurrent *r;
+    const rnnrt_recurrent_io *io;
+    schedule sc;
+    direction dr;               /* UNITS, RANGES: the one direction all shares run */
+    int parts;                  /* UNITS, RANGES: phases a step takes */
+} layer_call;
 
-/* Directions d0, d0 + step, ... of rows b0.. in the scratch w, each from w as carved
- * (run_direction swaps its h and hnew once a step). */
-static void run_each_direction(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io, int d0,
-                               int step, int b0, int rows, scratch w, units u)
+/* ROWS: block k of batch rows, for all steps and directions. */
+static void rows_share(void *ctx, int phase, int k, int slot)
 {
-    for (int d = d0; d < r->D; d += step) {
-        scratch wd = w;
-        run_direction(r, io, d, b0, rows, &wd, u);
-    }
-}
-
-/* Thread k's block of batch rows, for all steps and directions. */
-static void run_block(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io, int k, int per)
-{
-    long stride = block_work_floats(r, per, io->T);
-    int b0 = k * per;
+    const layer_call *c = ctx;
+    const rnnrt_recurrent *r = c->r;
+    const rnnrt_recurrent_io *io = c->io;
+    int per = c->sc.per, b0 = k * per;
     int rows = io->B - b0 < per ? io->B - b0 : per;
     if (rows > 0) {
-        scratch w = carve(r, io->work + k * stride, rows, io->T);
-        run_each_direction(r, io, 0, 1, b0, rows, w, all_units(r));
+        scratch w = carve(r, io->work + k * block_work_floats(r, per, io->T), rows, io->T);
+        for (int d = 0; d < r->D; d++) {
+            run_direction(r, io, d, b0, rows, w);
+        }
     }
+    (void)phase, (void)slot;
 }
 
-/* Direction d (of a team of `team` threads taking directions in turn) on all rows. */
-static void run_directions(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io, int k,
-                           int team)
+/* DIRECTIONS: direction k on all rows, in scratch of its own. */
+static void direction_share(void *ctx, int phase, int k, int slot)
 {
+    const layer_call *c = ctx;
+    const rnnrt_recurrent *r = c->r;
+    const rnnrt_recurrent_io *io = c->io;
     long stride = block_work_floats(r, io->B, io->T);
-    scratch w = carve(r, io->work + k * stride, io->B, io->T);
-    run_each_direction(r, io, k, team, 0, io->B, w, all_units(r));
+    run_direction(r, io, k, 0, io->B, carve(r, io->work + k * stride, io->B, io->T));
+    (void)phase, (void)slot;
 }
 
-/* Thread k of `team` computes its share of the units of every step, on all rows. */
-static void run_units(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io, int k, int team,
-                      int ranged)
+/* UNITS, RANGES: share k's units at phase `phase`: begin, a part of a step, or end. */
+static void units_share(void *ctx, int phase, int k, int slot)
 {
-    int H = r->H, panels = (H + RNNRT_PANEL - 1) / RNNRT_PANEL;
+    const layer_call *c = ctx;
+    int H = c->r->H, panels = (H + RNNRT_PANEL - 1) / RNNRT_PANEL, team = c->sc.shares;
     units u = {k * panels / team * RNNRT_PANEL, (k + 1) * panels / team * RNNRT_PANEL, 1, k,
-               team, ranged};
+               team, c->sc.how == SPLIT_RANGES};
     u.u1 = u.u1 < H ? u.u1 : H;     /* the last share ends with the last unit */
-    run_each_direction(r, io, 0, 1, 0, io->B, carve(r, io->work, io->B, io->T), u);
+    if (phase == 0) {
+        dir_begin(&c->dr, u);
+    } else if (phase <= c->dr.steps * c->parts) {
+        dir_step(&c->dr, (phase - 1) / c->parts, (phase - 1) % c->parts, u);
+    } else {
+        dir_end(&c->dr, u);
+    }
+    (void)slot;
+}
+
+/* A layer's directions, one after another, on this thread: the one-thread form of the
+ * DIRECTIONS, UNITS and RANGES splits, which compute the same bits (a share's units are
+ * whole panels, so every unit goes through the same vector lanes either way). */
+static void run_whole(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io)
+{
+    scratch w = carve(r, io->work, io->B, io->T);
+    for (int d = 0; d < r->D; d++) {
+        run_direction(r, io, d, 0, io->B, w);
+    }
 }
 
 void rnnrt_recurrent_run(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io)
@@ -539,26 +708,32 @@ void rnnrt_recurrent_run(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io)
     if (io->B == 0 || io->T == 0) {
         return;
     }
-    schedule sc = schedule_of(r, io->B, io->T, io->nthreads);
-    if (sc.nt == 1) {           /* no parallel region: it costs a streaming step ~0.5 us */
-        run_block(r, io, 0, sc.per);
+    layer_call c = {r, io, schedule_of(r, io->B, io->T, io->nthreads)};
+    switch (c.sc.how) {
+    case SPLIT_DIRECTIONS:
+        if (!rnnrt_try_shares(io->nthreads, 1, 2, direction_share, &c)) {
+            run_whole(r, io);
+        }
         return;
-    }
-    if (sc.how == SPLIT_ROWS) {
-        #pragma omp parallel for num_threads(sc.nt) schedule(static, 1)
-        for (int k = 0; k < sc.nt; k++) {
-            run_block(r, io, k, sc.per);
+    case SPLIT_UNITS:
+    case SPLIT_RANGES: {
+        c.dr = direction_of(r, io, 0, 0, io->B, carve(r, io->work, io->B, io->T), 1);
+        units first = {0, RNNRT_PANEL, 1, 0, c.sc.shares, c.sc.how == SPLIT_RANGES};
+        c.parts = step_parts(&c.dr, first);
+        if (!rnnrt_try_shares(io->nthreads, c.dr.steps * c.parts + 2, c.sc.shares,
+                              units_share, &c)) {
+            run_whole(r, io);
         }
         return;
     }
-    /* The team may be smaller than asked (OMP_THREAD_LIMIT, nesting): shares follow it. */
-    #pragma omp parallel num_threads(sc.nt)
-    {
-        int k = omp_get_thread_num(), team = omp_get_num_threads();
-        if (sc.how == SPLIT_DIRECTIONS) {
-            run_directions(r, io, k, team);
+    default:
+        /* Blocks of rows compute other bits than one block would (the kernel's row tiles
+         * differ), so a caller alone still runs every block. */
+        if (c.sc.shares == 1) {     /* no workers: a streaming step saves ~0.5 us */
+            rows_share(&c, 0, 0, 0);
         } else {
-            run_units(r, io, k, team, sc.how == SPLIT_RANGES);
+            rnnrt_run_shares(io->nthreads, 1, c.sc.shares, rows_share, &c);
         }
+        return;
     }
 }

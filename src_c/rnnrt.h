@@ -39,6 +39,30 @@ void rnnrt_gemm(int m, int n, int k, const float *a, int lda, const float *b, in
                 float beta, float *c, int ldc);
 void rnnrt_blas_single_thread(void);
 
+/* ---- threads (workers.c, cpu_load.c) ---- */
+#define RNNRT_MAX_THREADS 64         /* threads one call may use, the caller included */
+#define RNNRT_MAX_SHARES 256         /* shares of one phase */
+/* Runs fn(ctx, phase, share, slot) once for every phase < n_phases and share < n_shares: the
+ * shares of a phase in any order, on any of up to `threads` threads (slot 0 is the caller,
+ * which takes part and runs whatever no worker has claimed), and a phase's only once every
+ * share of the one before is done. Returns when all are done. workers.c explains. */
+void rnnrt_run_shares(int threads, int n_phases, int n_shares,
+                      void (*fn)(void *ctx, int phase, int share, int slot), void *ctx);
+/* The same, when a worker can take part now; else runs nothing and returns 0, so that the
+ * caller can run a one-thread form of the work instead (one that computes the same bits). */
+int rnnrt_try_shares(int threads, int n_phases, int n_shares,
+                     void (*fn)(void *ctx, int phase, int share, int slot), void *ctx);
+/* Cores of this process's affinity mask that other processes leave free now (>= 1). */
+int rnnrt_free_cores(void);
+void rnnrt_free_cores_fix(int n);    /* tests: n > 0 fixes rnnrt_free_cores; 0 measures */
+int rnnrt_workers_awake(void);       /* workers not asleep (running or spinning) */
+typedef struct {
+    int workers, awake;
+    unsigned long long jobs, jobs_alone, shares_by_workers;
+} rnnrt_workers_info;
+void rnnrt_workers_stats(rnnrt_workers_info *info);
+void rnnrt_workers_hold(int hold);   /* tests: 1 = workers take no shares (never arrive) */
+
 /* ---- recurrent layer (recurrent.c) ---- */
 enum { CELL_RNN = 0, CELL_LSTM = 1, CELL_GRU = 2 };
 enum { Y_BTF = 0, Y_TBF = 1, Y_TDBH = 2 };      /* "btdh" is Y_BTF */

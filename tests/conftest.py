@@ -13,3 +13,19 @@ settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True
 settings.register_profile("dev", deadline=None, print_blob=True,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def workers_take_part():
+    """Calls on more than one thread share their work with workers whatever the load of the
+    machine the suite runs on (src_c/cpu_load.c would keep them on their caller when it is
+    busy), so that every test of a thread split runs the split. tests/test_threads.py tests
+    the load probe itself."""
+    from rnnrt.model import _engine
+    _engine.fix_free_cores(4)
+    yield
+    _engine.fix_free_cores(0)
+    _engine.hold_workers(False)

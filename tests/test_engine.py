@@ -121,7 +121,8 @@ def test_one_and_two_threads_agree(case, tmp_path):
 def test_fewer_rows_than_threads_split_units_or_directions(case, num_threads, tmp_path):
     # Batch 1 (or 2 on 3 threads) leaves threads without rows: at batch 1 a bidirectional
     # layer runs a direction per thread; a wide one splits each step's units where that uses
-    # at least twice the threads rows would; anything else stays on as many threads as rows.
+    # at least twice the threads rows would; anything else splits its rows, on no more
+    # threads than rows (fewer where the work does not pay for a thread: src_c/recurrent.c).
     # Every way must match the oracle, and the 1-thread run.
     assume(case.batch < num_threads)
     tame_wide_recurrence(case.graph.layers[-1])
@@ -137,7 +138,7 @@ def test_fewer_rows_than_threads_split_units_or_directions(case, num_threads, tm
           and 4 * S * G * rec.hidden_size >= least_split_bytes(case.time)):
         assert (how, used) == (units_split_kind(rec, num_threads), num_threads)
     else:
-        assert (how, used) == ("rows", case.batch)
+        assert how == "rows" and 1 <= used <= case.batch
     got = model.run(case.feeds)
     assert_outputs_close(got, want, tol, f"{how} on {used} threads")
     assert_outputs_close(got, load(case, tmp_path, 1).run(case.feeds), tol / 2, "vs 1 thread")

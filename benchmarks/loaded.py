@@ -1,0 +1,267 @@
+"""Latency under load: rnnrt at its default threads and at one thread, onnxruntime at its
+default and at one thread, with N busy competitor processes beside them (compare.py --load).
+
+    python benchmarks/compare.py --load 0,1,2 [--quick] [--scenarios A,B,C] [--cells ...]
+
+A service machine is never idle. For each load level (N processes spinning at the caller's
+priority, started and stopped here: rnnrt/competitors.py) every case's four engines are timed
+in interleaved rounds, every call on its own, and the table gives p50 and p99 of all calls
+and two ratios: rnnrt default over rnnrt one thread (issue 14's target: at most 1.1, p50 and
+p99, at every load) and rnnrt default over onnxruntime default. No round is re-run for being
+disturbed: here the disturbance is the point.
+
+Cases: scenario A (one streaming step, batch 1), B (a sequence, batch 1, T=100), C (batch 64,
+T=50) of benchmarks/scenarios.py, and "B+head": the issue's LSTM 4->64 + Linear over T=100,
+one ONNX file that rnnrt converts and onnxruntime runs as it is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+import numpy as np
+
+import rnnrt
+from rnnrt.bench import measure
+from rnnrt.competitors import busy_processes
+from rnnrt.model import default_threads
+
+from benchmarks import engines, report, scenarios
+
+AGREEMENT = 1e-5
+# (rounds, warm-up calls, seconds of calls per engine per round, min calls per round)
+SETTINGS = {"full": (5, 5, 0.25, 20), "quick": (2, 2, 0.02, 5)}
+HIDDEN = (128, 512)
+ENGINE_ORDER = ("rnnrt default", "rnnrt 1t", "onnxruntime default", "onnxruntime 1t")
+
+
+class Case:
+    def __init__(self, scenario, cell, hidden, input_size, batch, time, head=False):
+        self.scenario, self.cell, self.hidden, self.input = scenario, cell, hidden, input_size
+        self.batch, self.time, self.head = batch, time, head
+
+    @property
+    def label(self):
+        size = f"B={self.batch}" if self.scenario == "C" else f"H={self.hidden}"
+        head = f" {self.input}->{self.hidden} + Linear" if self.head else ""
+        return f"{self.scenario} {scenarios.CELL_LABEL[self.cell]} {size}{head}"
+
+
+def cases(which, cells) -> list:
+    out = []
+    for s in which:
+        for cell in cells:
+            if s == "A":
+                out += [Case("A", cell, h, scenarios.STREAM_INPUT, 1, 1) for h in HIDDEN]
+            elif s == "B":
+                out += [Case("B", cell, h, h // 2, 1, scenarios.SEQUENCE_TIME) for h in HIDDEN]
+            elif s == "C":
+                out.append(Case("C", cell, scenarios.THROUGHPUT_HIDDEN,
+                                scenarios.THROUGHPUT_INPUT, 64, scenarios.THROUGHPUT_TIME))
+    if "B" in which and "lstm" in cells:
+        out.append(Case("B", "lstm", 64, 4, 1, scenarios.SEQUENCE_TIME, head=True))
+    return out
+
+
+def head_model(w: scenarios.Weights, out_features=4):
+    """The ONNX model of scenario B's layer (X (T, B, I) -> Y) followed by a Linear head:
+    Squeeze of the direction axis, MatMul, Add -> (T, B, out_features)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    m = scenarios.onnx_model(w, stateful=False)
+    rng = np.random.default_rng(scenarios.SEED)
+    g = m.graph
+    g.initializer.extend([
+        numpy_helper.from_array(rng.uniform(-.3, .3, (w.hidden, out_features))
+                                .astype(np.float32), "head_w"),
+        numpy_helper.from_array(rng.uniform(-.1, .1, out_features).astype(np.float32),
+                                "head_b"),
+        numpy_helper.from_array(np.array([1], np.int64), "direction_axis")])
+    g.node.extend([helper.make_node("Squeeze", ["Y", "direction_axis"], ["Y_tbh"]),
+                   helper.make_node("MatMul", ["Y_tbh", "head_w"], ["head_mm"]),
+                   helper.make_node("Add", ["head_mm", "head_b"], ["out"])])
+    del g.output[:]
+    g.output.extend([helper.make_tensor_value_info("out", TensorProto.FLOAT,
+                                                   ["T", "batch", out_features])])
+    return m
+
+
+class RnnrtFeeds:
+    """model.run(feeds) on a model converted from the ONNX file onnxruntime runs."""
+
+    def __init__(self, path, threads, feeds):
+        self.model = rnnrt.load(path, num_threads=threads)
+        self.feeds = feeds
+
+    def __call__(self):
+        return self.model.run(self.feeds)
+
+    def outputs(self):
+        return self.model.run(self.feeds)[0]
+
+
+class OrtFeeds:
+    def __init__(self, onnx_model, threads, feeds):
+        self.sess = engines.ort_session(onnx_model, threads)
+        self.feeds = feeds
+
+    def __call__(self):
+        return self.sess.run(None, self.feeds)
+
+    def outputs(self):
+        return self.sess.run(None, self.feeds)[0]
+
+
+def make_runners(case, tmp) -> dict:
+    """{engine name: zero-argument callable} and, per engine, its outputs for the check.
+    Default threads: rnnrt num_threads=None, onnxruntime intra_op_num_threads=0."""
+    w = scenarios.make_weights(case.cell, case.hidden, case.input)
+    x = scenarios.make_inputs(case.batch, case.time, case.input)
+    threads = {"rnnrt default": None, "rnnrt 1t": 1, "onnxruntime default": 0,
+               "onnxruntime 1t": 1}
+    if case.head:
+        onnx_model = head_model(w)
+        path = os.path.join(tmp, "head.onnx")
+        with open(path, "wb") as f:
+            f.write(onnx_model.SerializeToString())
+        rpath = rnnrt.convert(path, os.path.join(tmp, "head.rnnrt"))
+        feeds = {"X": np.ascontiguousarray(x.transpose(1, 0, 2))}
+        runners = {n: (RnnrtFeeds(rpath, t, feeds) if n.startswith("rnnrt")
+                       else OrtFeeds(onnx_model, t, feeds)) for n, t in threads.items()}
+        return {n: (r, r.outputs()) for n, r in runners.items()}
+    rpath = scenarios.save_rnnrt(w, os.path.join(tmp, f"{case.cell}_{case.hidden}.rnnrt"))
+    out = {}
+    for name, t in threads.items():
+        if case.scenario == "A":
+            r = (engines.RnnrtStep(rpath, t, x[:, 0]) if name.startswith("rnnrt")
+                 else engines.OrtStep(w, t, x[:, 0]))
+        else:
+            r = (engines.RnnrtRun(rpath, t, x) if name.startswith("rnnrt")
+                 else engines.OrtRun(w, t, x))
+        check = scenarios.make_inputs(1, scenarios.STEP_CHECK_STEPS, case.input) \
+            if case.scenario == "A" else x
+        out[name] = (r, r.outputs(check))
+    return out
+
+
+def percentiles(samples) -> dict:
+    s = np.concatenate(samples)
+    p50, p99 = np.percentile(s, [50, 99])
+    return {"p50_s": float(p50), "p99_s": float(p99), "calls": int(s.size)}
+
+
+def run(args) -> int:
+    settings = SETTINGS["quick" if args.quick else "full"]
+    rounds, warmup, target, min_reps = settings
+    if args.rounds:
+        rounds = args.rounds
+    missing = engines.missing_peers()
+    if "onnxruntime" in missing:
+        print(f"--load compares with onnxruntime: {missing['onnxruntime']}")
+        return 1
+    which = [s for s in args.scenarios if s in "ABC"]
+    loads = args.load
+    doc = {"cpu": _cpu(), "cores": os.cpu_count(), "default_threads": default_threads(),
+           "mode": "quick" if args.quick else "full", "loads": loads,
+           "settings": dict(zip(("rounds", "warmup", "target_s", "min_calls"),
+                                (rounds, warmup, target, min_reps))), "cases": []}
+    failed = []
+    with tempfile.TemporaryDirectory(prefix="rnnrt-loaded-") as tmp:
+        built = []
+        for case in cases(which, args.cells):
+            runners = make_runners(case, tmp)
+            ref = runners["onnxruntime 1t"][1]
+            diffs = {n: float(np.max(np.abs(o - ref))) for n, (_, o) in runners.items()}
+            bad = {n: d for n, d in diffs.items() if d > AGREEMENT}
+            if bad:
+                failed.append((case.label, bad))
+            built.append((case, {n: r for n, (r, _) in runners.items()}, diffs))
+        for n_busy in loads:
+            with busy_processes(n_busy):
+                for case, runners, diffs in built:
+                    m = measure(runners, rounds=rounds, warmup=warmup, target_s=target,
+                                min_reps=min_reps, max_redo=0)
+                    stats = {n: percentiles([r.samples[n] for r in m.rounds])
+                             for n in runners}
+                    doc["cases"].append({"label": case.label, "load": n_busy,
+                                         "scenario": case.scenario, "agreement": diffs,
+                                         "others_cores": m.others_cores, "engines": stats})
+                    print(_line(doc["cases"][-1]), flush=True)
+    text = table(doc)
+    print("\n" + text)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "loaded.json"), "w") as f:
+        json.dump(doc, f, indent=1)
+    with open(os.path.join(args.out, "loaded.txt"), "w") as f:
+        f.write(text + "\n")
+    with open(os.path.join(args.out, "loaded.md"), "w") as f:
+        f.write(markdown(doc) + "\n")
+    print(f"\nwrote {os.path.join(args.out, 'loaded.json')}, loaded.txt, loaded.md")
+    for label, bad in failed:
+        print(f"DISAGREE {label}: {bad} (max abs vs onnxruntime 1t > {AGREEMENT:g})")
+    return 1 if failed else 0
+
+
+def _cpu() -> str:
+    from benchmarks import machine
+    return machine.cpu_name()
+
+
+def ratios(rec) -> dict:
+    e = rec["engines"]
+    d, one, ort = e["rnnrt default"], e["rnnrt 1t"], e["onnxruntime default"]
+    return {"vs_1t_p50": d["p50_s"] / one["p50_s"], "vs_1t_p99": d["p99_s"] / one["p99_s"],
+            "vs_ort_p50": d["p50_s"] / ort["p50_s"], "vs_ort_p99": d["p99_s"] / ort["p99_s"]}
+
+
+def _line(rec) -> str:
+    r = ratios(rec)
+    e = rec["engines"]
+    times = "  ".join(f"{n} {report.fmt_time(e[n]['p50_s'])}/{report.fmt_time(e[n]['p99_s'])}"
+                      for n in ENGINE_ORDER)
+    return (f"load {rec['load']} {rec['label']:<30} {times} | default/1t {r['vs_1t_p50']:.2f}/"
+            f"{r['vs_1t_p99']:.2f} default/ort {r['vs_ort_p50']:.2f}/{r['vs_ort_p99']:.2f}")
+
+
+def table(doc) -> str:
+    lines = [f"Latency under load: {doc['cpu']}, {doc['cores']} cores, rnnrt default threads "
+             f"{doc['default_threads']}, {doc['mode']} run; p50 / p99 per call; ratios: rnnrt "
+             f"default over rnnrt 1 thread, and over onnxruntime default (below 1: rnnrt "
+             f"default faster)"]
+    cols = f"{'load':<5}{'case':<32}" + "".join(f"{n:>24}" for n in ENGINE_ORDER) + \
+           f"{'def/1t p50':>12}{'p99':>7}{'def/ort p50':>13}{'p99':>7}"
+    lines += [cols, "-" * len(cols)]
+    for rec in doc["cases"]:
+        e, r = rec["engines"], ratios(rec)
+        cells = "".join(f"{report.fmt_time(e[n]['p50_s']) + ' / ' + report.fmt_time(e[n]['p99_s']):>24}"
+                        for n in ENGINE_ORDER)
+        lines.append(f"{rec['load']:<5}{rec['label']:<32}{cells}{r['vs_1t_p50']:12.2f}"
+                     f"{r['vs_1t_p99']:7.2f}{r['vs_ort_p50']:13.2f}{r['vs_ort_p99']:7.2f}")
+    return "\n".join(lines)
+
+
+def markdown(doc) -> str:
+    """README: one row per case, for each load level rnnrt default's p50 / p99 and the two
+    ratios."""
+    loads = doc["loads"]
+    head = "| case | " + " | ".join(
+        f"load {n}: rnnrt default p50 / p99 | ÷ rnnrt 1t | ÷ ort default" for n in loads) + " |"
+    out = [head, "|---|" + "---|---|---|" * len(loads)]
+    by_case = {}
+    for rec in doc["cases"]:
+        by_case.setdefault(rec["label"], {})[rec["load"]] = rec
+    for label, recs in by_case.items():
+        row = [label]
+        for n in loads:
+            rec = recs.get(n)
+            if rec is None:
+                row += ["-", "-", "-"]
+                continue
+            e, r = rec["engines"]["rnnrt default"], ratios(rec)
+            row += [f"{report.fmt_time(e['p50_s'])} / {report.fmt_time(e['p99_s'])}",
+                    f"{r['vs_1t_p50']:.2f} / {r['vs_1t_p99']:.2f}",
+                    f"{r['vs_ort_p50']:.2f} / {r['vs_ort_p99']:.2f}"]
+        out.append("| " + " | ".join(row) + " |")
+    return "\n".join(out)
