@@ -97,6 +97,9 @@ def parse_args(argv=None):
                     help="latency under load instead: with 0, 1, 2... busy competitor "
                          "processes beside, rnnrt and onnxruntime at default and 1 thread, "
                          "p50 and p99 (benchmarks/loaded.py)")
+    ap.add_argument("--load-kind", choices=("spin", "rnnrt"), default="spin",
+                    help="with --load: spinning Python processes, or rnnrt processes running "
+                         "a model at their default threads")
     bar = ap.add_mutually_exclusive_group()
     bar.add_argument("--progress", dest="progress", action="store_true", default=None,
                      help="draw the progress bar even when stderr is not a terminal")

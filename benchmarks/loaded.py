@@ -1,10 +1,13 @@
 """Latency under load: rnnrt at its default threads and at one thread, onnxruntime at its
 default and at one thread, with N busy competitor processes beside them (compare.py --load).
 
-    python benchmarks/compare.py --load 0,1,2 [--quick] [--scenarios A,B,C] [--cells ...]
+    python benchmarks/compare.py --load 0,1,2 [--load-kind spin|rnnrt] [--quick]
+                                 [--scenarios A,B,C] [--cells ...]
 
-A service machine is never idle. For each load level (N processes spinning at the caller's
-priority, started and stopped here: rnnrt/competitors.py) every case's four engines are timed
+A service machine is never idle. For each load level (N competitor processes, started and
+stopped here: rnnrt/competitors.py; "spin": Python spinning at the caller's priority,
+"rnnrt": another rnnrt process at its default threads, as Dask or Ray workers share a
+machine) every case's four engines are timed
 in interleaved rounds, every call on its own, and the table gives p50 and p99 of all calls
 and two ratios: rnnrt default over rnnrt one thread (issue 14's target: at most 1.1, p50 and
 p99, at every load) and rnnrt default over onnxruntime default. No round is re-run for being
@@ -165,6 +168,7 @@ def run(args) -> int:
     loads = args.load
     doc = {"cpu": _cpu(), "cores": os.cpu_count(), "default_threads": default_threads(),
            "mode": "quick" if args.quick else "full", "loads": loads,
+           "load_kind": args.load_kind,
            "settings": dict(zip(("rounds", "warmup", "target_s", "min_calls"),
                                 (rounds, warmup, target, min_reps))), "cases": []}
     failed = []
@@ -179,7 +183,7 @@ def run(args) -> int:
                 failed.append((case.label, bad))
             built.append((case, {n: r for n, (r, _) in runners.items()}, diffs))
         for n_busy in loads:
-            with busy_processes(n_busy):
+            with busy_processes(n_busy, args.load_kind):
                 for case, runners, diffs in built:
                     m = measure(runners, rounds=rounds, warmup=warmup, target_s=target,
                                 min_reps=min_reps, max_redo=0)
@@ -192,13 +196,14 @@ def run(args) -> int:
     text = table(doc)
     print("\n" + text)
     os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "loaded.json"), "w") as f:
+    stem = os.path.join(args.out, f"loaded-{args.load_kind}")
+    with open(stem + ".json", "w") as f:
         json.dump(doc, f, indent=1)
-    with open(os.path.join(args.out, "loaded.txt"), "w") as f:
+    with open(stem + ".txt", "w") as f:
         f.write(text + "\n")
-    with open(os.path.join(args.out, "loaded.md"), "w") as f:
+    with open(stem + ".md", "w") as f:
         f.write(markdown(doc) + "\n")
-    print(f"\nwrote {os.path.join(args.out, 'loaded.json')}, loaded.txt, loaded.md")
+    print(f"\nwrote {stem}.json, .txt, .md")
     for label, bad in failed:
         print(f"DISAGREE {label}: {bad} (max abs vs onnxruntime 1t > {AGREEMENT:g})")
     return 1 if failed else 0
@@ -226,7 +231,8 @@ def _line(rec) -> str:
 
 
 def table(doc) -> str:
-    lines = [f"Latency under load: {doc['cpu']}, {doc['cores']} cores, rnnrt default threads "
+    lines = [f"Latency under load ({doc['load_kind']} competitors): {doc['cpu']}, "
+             f"{doc['cores']} cores, rnnrt default threads "
              f"{doc['default_threads']}, {doc['mode']} run; p50 / p99 per call; ratios: rnnrt "
              f"default over rnnrt 1 thread, and over onnxruntime default (below 1: rnnrt "
              f"default faster)"]

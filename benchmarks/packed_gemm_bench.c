@@ -1,7 +1,7 @@
 /* Correctness check and benchmark of the packed GEMM (src_c/packed_gemm.c).
  *
  * Build (from the repository root; one line):
- *   B=$(.venv/bin/python -c "import scipy_openblas32 as s; print(s.get_include_dir(), s.get_lib_dir())"); set -- $B; gcc -O3 -std=c11 -fopenmp -ffp-contract=fast -Wall -Wno-unused-function -Isrc_c -I$1 benchmarks/packed_gemm_bench.c -L$2 -Wl,-rpath,$2 -lscipy_openblas -lm -o /tmp/packed_gemm_bench
+ *   B=$(.venv/bin/python -c "import scipy_openblas32 as s; print(s.get_include_dir(), s.get_lib_dir())"); set -- $B; gcc -O3 -std=c11 -pthread -ffp-contract=fast -Wall -Wno-unused-function -Isrc_c -I$1 benchmarks/packed_gemm_bench.c -L$2 -Wl,-rpath,$2 -lscipy_openblas -lm -o /tmp/packed_gemm_bench
  * Run:
  *   /tmp/packed_gemm_bench check      every instruction set this CPU has, against a naive loop
  *   /tmp/packed_gemm_bench case M K N N0 N1 BETA SEED     one shape, every instruction set

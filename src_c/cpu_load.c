@@ -12,7 +12,10 @@
  * runnable thread of the machine at this instant), read with one pread of a descriptor kept
  * open (~1 us), at most every SAMPLE_NS, only by calls that would share their work. Our own
  * runnable threads (the caller that reads, and the workers that are awake) are not others.
- * Without /proc (not Linux, or hidden), every core of the mask counts as free. */
+ * Without /proc (not Linux, or hidden), every core of the mask counts as free.
+ * RNNRT_FREE_CORES=N, read at load, skips the measurement and answers N: for a machine
+ * whose /proc/loadavg counts other machines' threads (a container on a shared host) or
+ * one reserved for rnnrt. */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <sched.h>
@@ -29,8 +32,15 @@ static _Atomic int sampling;        /* one thread reads at a time; the others us
 static _Atomic long last_ns;
 static _Atomic int others_milli = 0;    /* average runnable threads of others, x 1000 */
 static _Atomic int cores = 0;           /* cores of the affinity mask at the last sample */
-static _Atomic int fixed = 0;           /* tests: > 0 fixes the answer */
+static _Atomic int fixed = 0;           /* > 0 fixes the answer (RNNRT_FREE_CORES, tests) */
 static int fd = -2;                     /* /proc/loadavg, -1 when unavailable */
+
+__attribute__((constructor)) static void free_cores_from_env(void)
+{
+    const char *env = getenv("RNNRT_FREE_CORES");
+    long n = env ? strtol(env, NULL, 10) : 0;
+    atomic_store(&fixed, n > 0 && n <= RNNRT_MAX_THREADS ? (int)n : 0);
+}
 
 static long monotonic_ns(void)
 {

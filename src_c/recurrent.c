@@ -674,7 +674,9 @@ static void direction_share(void *ctx, int phase, int k, int slot)
     (void)phase, (void)slot;
 }
 
-/* UNITS, RANGES: share k's units at phase `phase`: begin, a part of a step, or end. */
+/* UNITS, RANGES: share k's units at phase `phase`: begin, then a part of a step. A share
+ * ends where it finishes its last step: its final state is its own units, which no other
+ * share writes, so no phase is needed between the two. */
 static void units_share(void *ctx, int phase, int k, int slot)
 {
     const layer_call *c = ctx;
@@ -684,9 +686,10 @@ static void units_share(void *ctx, int phase, int k, int slot)
     u.u1 = u.u1 < H ? u.u1 : H;     /* the last share ends with the last unit */
     if (phase == 0) {
         dir_begin(&c->dr, u);
-    } else if (phase <= c->dr.steps * c->parts) {
-        dir_step(&c->dr, (phase - 1) / c->parts, (phase - 1) % c->parts, u);
     } else {
+        dir_step(&c->dr, (phase - 1) / c->parts, (phase - 1) % c->parts, u);
+    }
+    if (phase == c->dr.steps * c->parts) {
         dir_end(&c->dr, u);
     }
     (void)slot;
@@ -720,7 +723,7 @@ void rnnrt_recurrent_run(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io)
         c.dr = direction_of(r, io, 0, 0, io->B, carve(r, io->work, io->B, io->T), 1);
         units first = {0, RNNRT_PANEL, 1, 0, c.sc.shares, c.sc.how == SPLIT_RANGES};
         c.parts = step_parts(&c.dr, first);
-        if (!rnnrt_try_shares(io->nthreads, c.dr.steps * c.parts + 2, c.sc.shares,
+        if (!rnnrt_try_shares(io->nthreads, c.dr.steps * c.parts + 1, c.sc.shares,
                               units_share, &c)) {
             run_whole(r, io);
         }

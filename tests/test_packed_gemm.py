@@ -27,7 +27,7 @@ def harness(tmp_path_factory):
         pytest.skip("gcc is not available")
     openblas = pytest.importorskip("scipy_openblas32")
     exe = str(tmp_path_factory.mktemp("packed_gemm") / "packed_gemm_bench")
-    cmd = [gcc, "-O3", "-std=c11", "-fopenmp", "-ffp-contract=fast", "-Wall",   # setup.py's
+    cmd = [gcc, "-O3", "-std=c11", "-pthread", "-ffp-contract=fast", "-Wall",   # setup.py's
            "-Wno-unused-function", "-I" + os.path.join(ROOT, "src_c"), "-I" + openblas.get_include_dir(),
            os.path.join(ROOT, "benchmarks", "packed_gemm_bench.c"),
            "-L" + openblas.get_lib_dir(), "-Wl,-rpath," + openblas.get_lib_dir(),
