@@ -270,11 +270,17 @@ cdef void fill_times(int *T, Ts) except *:
         T[k] = t
 
 
+cdef class GuardedMap    # the "Guarded file mappings" section, at the end
+
+
 cdef class Engine:
     """The C ops of one model. Weight arrays (mmap views) are kept alive here."""
     cdef rnnrt_op *ops
     cdef int n_ops
     cdef list keep
+    # The guarded mapping the weights live in (None: a private copy); each C call ends by
+    # checking it (check_intact).
+    cdef public GuardedMap mapping
 
     def __cinit__(self, list specs):
         self.n_ops = len(specs)
@@ -378,6 +384,7 @@ cdef class Engine:
                 rnnrt_plan_run(self.ops, self.n_ops, &call)
         finally:
             release_call(&call)
+        check_intact(self.mapping)
         return call.bad_id_op
 
     def pool_step(self, list buffers, int n, Ts, int nthreads, cnp.ndarray work,
@@ -404,6 +411,7 @@ cdef class Engine:
             release_call(&call)
             free(sh)
             free(sc)
+        check_intact(self.mapping)
         return call.bad_id_op
 
     def generate(self, list buffers, Ts, cnp.ndarray work, list states_h, list states_c,
@@ -431,6 +439,7 @@ cdef class Engine:
                 made = rnnrt_generate(self.ops, self.n_ops, &call, &g)
         finally:
             release_call(&call)
+        check_intact(self.mapping)
         return made, g.failed_step
 
 
@@ -571,7 +580,74 @@ cdef class Stepper:
                 memcpy(os, self.y, self.ny * sizeof(float))
         finally:
             self.busy.held = False
+        check_intact(self.engine.mapping)
         return oa
 
     def __dealloc__(self):
         release_call(&self.call)
+
+
+# ============================================================== guarded file mappings
+# A model file above the private-copy threshold (rnnrt/fileformat.py) stays mmap'd, under
+# the SIGBUS guard of src_c/mapguard.c: a fault reading it (the file was truncated under
+# the model) maps zeros over it and marks it damaged; check_intact, after each C call, and
+# fileformat, after its passes over the bytes, turn the mark into FormatError.
+
+from cpython.buffer cimport PyBuffer_FillInfo
+from libc.errno cimport errno
+
+from .errors import FormatError
+
+cdef extern from "mapguard.h" nogil:
+    int rnnrt_guard_map(int fd, size_t size, const void **addr)
+    int rnnrt_guard_damaged(int slot)
+    void rnnrt_guard_unmap(int slot)
+
+
+cdef class GuardedMap:
+    """A read-only shared mapping of a file, under the guard: a buffer (memoryview,
+    np.frombuffer) for as long as this object lives; unmapped when it goes."""
+    cdef const void *addr
+    cdef Py_ssize_t size
+    cdef int slot
+    cdef readonly str damage_message    # the FormatError once a fault has hit the mapping
+
+    def __cinit__(self):
+        self.slot = -1      # nothing mapped: map_guarded makes the mappings
+
+    def check(self):
+        """FormatError (damage_message) if a fault has hit the mapping."""
+        check_intact(self)
+
+    def __getbuffer__(self, Py_buffer *view, int flags):
+        PyBuffer_FillInfo(view, self, <void *>self.addr, self.size, 1, flags)   # read-only
+
+    def __releasebuffer__(self, Py_buffer *view):
+        pass
+
+    def __dealloc__(self):
+        if self.slot >= 0:
+            rnnrt_guard_unmap(self.slot)
+
+
+def map_guarded(int fd, Py_ssize_t size, str damage_message):
+    """The first `size` (> 0) bytes of file `fd` as a GuardedMap; None when the guard cannot
+    take another mapping (src_c/mapguard.h says when). OSError if mmap fails."""
+    if size <= 0:
+        raise ValueError(f"a guarded mapping needs a size > 0, got {size}")
+    cdef GuardedMap m = GuardedMap()
+    cdef const void *addr = NULL
+    cdef int slot = rnnrt_guard_map(fd, size, &addr)
+    if slot == -2:
+        return None
+    if slot < 0:
+        raise OSError(errno, f"mmap of {size} bytes failed")
+    m.addr, m.size, m.slot, m.damage_message = addr, size, slot, damage_message
+    return m
+
+
+cdef int check_intact(GuardedMap m) except -1:
+    """FormatError if a fault has hit m (None: a private copy, which cannot change)."""
+    if m is not None and m.slot >= 0 and rnnrt_guard_damaged(m.slot):
+        raise FormatError(m.damage_message)
+    return 0

@@ -2,12 +2,14 @@
 
 A Model pickles by path (model.py, `Model.__reduce__`); unpickling goes through `load()`
 here. A Dask or Ray worker unpickles the model with every task it runs: the first call loads
-the file (mmap, checks, execution plan), the next ones get the same Model back. Model.run()
-is thread-safe, so one cached Model serves all the threads of a worker.
+the file (its bytes, checks, execution plan), the next ones get the same Model back.
+Model.run() is thread-safe, so one cached Model serves all the threads of a worker.
 
 The key is the file's real path (symlinks resolved), its size and modification time, and
-the load options. A file replaced at the same path gets a new key and is loaded anew; the
-stale entry for that path is dropped so that its mmap can close.
+the load options. A file replaced at the same path (renamed over it, or rewritten in place)
+gets a new key and is loaded anew; the stale entry for that path is dropped so that its
+memory is freed once no one uses it. What a Model already handed out does when its file
+changes: README, "Replacing a live model".
 
 A pickled Model also carries the fingerprint of the file it was loaded from (the header's
 CRC32, which covers every tensor's CRC32): a worker whose file at that path holds another

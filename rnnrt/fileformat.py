@@ -26,6 +26,13 @@ transfer that mangles line endings is caught at once.
 
 The reader trusts nothing in the file: every length, offset, shape and dtype is checked
 against the file before use and any defect raises FormatError, whatever the bytes are.
+
+A loaded model must survive its file being changed under it (`cp new.rnnrt live.rnnrt`
+truncates the live file, then writes into it). A file up to private_copy_max_bytes() is
+read into anonymous memory the model owns, in one pass that also computes the CRC32s: a
+later truncation or overwrite of the file changes nothing. A larger one is mmap'd under the
+SIGBUS guard (src_c/mapguard.c, GuardedMap in rnnrt/_engine.pyx): a fault reading a
+truncated file becomes FormatError, and verify_data checks such a file again at every call.
 """
 
 import json
@@ -40,7 +47,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import FormatError
+from . import _blas  # noqa: F401  (loads OpenBLAS first; must precede _engine)
+from . import _engine
+from .errors import FormatError, InputError
 
 MAGIC = b"\x89RNNRT\r\n"
 FORMAT_VERSION = 2     # v2: recurrent weights in gate panels (rnnrt/panels.py); v1 is read too
@@ -60,11 +69,22 @@ _MAX_NDIM = 32  # NumPy 1.x's limit; a file must load under any supported NumPy
 _TOP_KEYS = ("format_version", "graph", "tensors", "metadata")
 _TENSOR_KEYS = ("dtype", "shape", "offset", "nbytes", "crc32")
 
+# Files up to this size are copied into memory the model owns; larger ones stay mmap'd
+# under the SIGBUS guard. Reading a copy and checksumming it costs 1.3-1.6x the CRC pass
+# over a mapped file (40 ms against 30 ms for 50 MB, 200 against 130 for 200 MB), with the
+# same peak RSS (benchmarks/private_copy.py); but a copy is the process's own: N worker
+# processes hold N copies where mapped files share one in the page cache, and the kernel
+# cannot drop it under memory pressure. The bound keeps that duplication small.
+PRIVATE_COPY_MAX_BYTES = 256 << 20
+PRIVATE_COPY_ENV = "RNNRT_PRIVATE_COPY_MAX_BYTES"   # overrides it, read at each load
+_CHUNK = 256 << 10  # a copy is read and checksummed in pieces that stay in cache in between
+
 
 @dataclass
 class ModelFile:
-    """A parsed .rnnrt file. Each array in `tensors` is a read-only view onto the file's mmap
-    (no copy); the mmap stays open for as long as any of those arrays, or this object, lives."""
+    """A parsed .rnnrt file. Each array in `tensors` is a read-only view onto the model's
+    bytes: a private copy of the file, or (`guard` set) a guarded mmap of it; those bytes
+    stay for as long as any of those arrays, or this object, lives."""
 
     path: str
     format_version: int
@@ -73,9 +93,19 @@ class ModelFile:
     metadata: dict
     tensors: dict = field(repr=False)
     header_crc: int = 0      # CRC32 of the header, which lists every tensor's CRC32
-    _mmap: object = field(default=None, repr=False)
+    # The GuardedMap of the file the tensors live in; None: they live in a private copy.
+    guard: object = field(default=None, repr=False)
+    _mmap: object = field(default=None, repr=False)     # a read-only memoryview of the bytes
     # (header end, data start, [(offset, nbytes, name, crc32)]): what verify_data checks.
     _layout: tuple = field(default=(), repr=False)
+    # What verify_data found: None (not checked yet), "" (intact) or what is wrong.
+    _data_problem: object = field(default=None, repr=False)
+
+    @property
+    def private_copy(self) -> bool:
+        """True when the tensors live in memory of the model's own, which no change to the
+        file can reach."""
+        return self.guard is None
 
 
 def _align(n):
@@ -216,20 +246,43 @@ def _fsync_dir(directory):
 # --------------------------------------------------------------------------- reading
 
 
-def read(path, *, verify=True):
+def read(path, *, verify=True, checksums=None):
     """Open a .rnnrt file, check it and return a ModelFile whose tensors are read-only views
-    onto an mmap of the file. verify=True also checks each tensor's CRC32 and that padding
-    is zero (one pass over the data, verify_data); structural checks always run.
+    onto the model's bytes: a private copy of the file when it is at most
+    private_copy_max_bytes(), else a guarded mmap of it. verify=True also checks each
+    tensor's CRC32 and that padding is zero (verify_data); structural checks always run.
+    checksums (default: verify) computes the CRC32s of a copied file while it is read, in
+    the same pass, so that a later verify_data gives their verdict at no further cost.
 
     Raises FileNotFoundError if there is no such file, FormatError for anything else wrong.
     """
     path = os.fspath(path)
-    mm = _map(path)
-    size = len(mm) if mm is not None else 0
-    where = f"{path}:"
+    src = _FileBytes(path)
+    try:
+        mf = _parse(path, src)
+        if (verify if checksums is None else checksums) and mf.private_copy:
+            mf._data_problem = _data_problem(mf._mmap, mf._layout, src.fill)
+        src.fill(src.size)
+    except FormatError:
+        if src.guard is not None:
+            src.guard.check()   # a fault while reading explains the defect better
+        raise
+    finally:
+        src.close()
+    if src.guard is not None:
+        src.guard.check()
+    if verify:
+        verify_data(mf)
+    return mf
 
+
+def _parse(path, src):
+    """The ModelFile of the bytes in src, checked, for read."""
+    mm, size = src.view, src.size
+    where = f"{path}:"
+    src.fill(PREAMBLE_SIZE)
     if size < PREAMBLE_SIZE:
-        head = mm[:size] if mm is not None else b""
+        head = bytes(mm[:size])
         if not MAGIC.startswith(head[:len(MAGIC)]):
             raise FormatError(f"{where} not an rnnrt file (magic {head[:len(MAGIC)]!r}, "
                               f"expected {MAGIC!r})")
@@ -249,7 +302,8 @@ def read(path, *, verify=True):
         raise FormatError(f"{where} header length {header_len} runs past the end of the "
                           f"{size}-byte file: truncated or corrupt")
 
-    header_bytes = mm[PREAMBLE_SIZE:PREAMBLE_SIZE + header_len]
+    src.fill(PREAMBLE_SIZE + header_len)
+    header_bytes = bytes(mm[PREAMBLE_SIZE:PREAMBLE_SIZE + header_len])
     if zlib.crc32(header_bytes) != header_crc:
         raise FormatError(f"{where} header CRC32 mismatch (stored {header_crc:#010x}, computed "
                           f"{zlib.crc32(header_bytes):#010x}): header is corrupt")
@@ -264,39 +318,115 @@ def read(path, *, verify=True):
                           f"{size} bytes: truncated")
     entries = _check_layout(header["tensors"], size - data_start, where)
     views = {}
-    for name, e in header["tensors"].items():
+    for name, e in header["tensors"].items():   # a copy's views fill in as it is read
         dt = DTYPES[e["dtype"]]
         arr = np.frombuffer(mm, dtype=dt, count=e["nbytes"] // dt.itemsize,
                             offset=data_start + e["offset"])
         views[name] = arr.reshape(tuple(e["shape"]))
-    mf = ModelFile(path=path, format_version=version, file_size=size, graph=header["graph"],
+    return ModelFile(path=path, format_version=version, file_size=size, graph=header["graph"],
                      metadata=header["metadata"], tensors=views, header_crc=header_crc,
-                     _mmap=mm, _layout=(PREAMBLE_SIZE + header_len, data_start, entries))
-    if verify:
-        verify_data(mf)
-    return mf
+                     guard=src.guard, _mmap=mm,
+                     _layout=(PREAMBLE_SIZE + header_len, data_start, entries))
 
 
 def verify_data(mf: ModelFile):
     """Check every tensor's CRC32 and that all padding is zero: the one pass over the data
-    that read(verify=True) makes, for a file read with verify=False. FormatError if not."""
-    if mf._mmap is not None:
-        _verify_bytes(mf._mmap, *mf._layout, f"{mf.path}:")
+    that read(verify=True) makes, for a file read with verify=False. FormatError if not.
+
+    A private copy cannot change: it is checked once (by read with checksums, or by the
+    first call here) and later calls give the same verdict. A mapped file can change under
+    the model: it is checked again at every call, header included, and a fault during the
+    pass (the file was truncated) or a mismatch where an earlier pass found none (it was
+    overwritten) is reported as the file changed while loaded."""
+    if mf.private_copy:
+        if mf._data_problem is None:
+            mf._data_problem = _data_problem(mf._mmap, mf._layout)
+        if mf._data_problem:
+            raise FormatError(f"{mf.path}: {mf._data_problem}")
+        return
+    header_end = mf._layout[0]
+    problem = _data_problem(mf._mmap, mf._layout)
+    if not problem and zlib.crc32(mf._mmap[PREAMBLE_SIZE:header_end]) != mf.header_crc:
+        problem = "the header differs from the one loaded"
+    mf.guard.check()
+    if problem and mf._data_problem == "":
+        raise FormatError(_changed_message(mf.path, f"the file was overwritten while loaded "
+                                                    f"({problem})"))
+    if problem:
+        raise FormatError(f"{mf.path}: {problem}")
+    mf._data_problem = ""
 
 
-def _map(path):
-    """mmap the whole file read-only; None for an empty file (mmap refuses length 0)."""
-    st = os.stat(path)  # FileNotFoundError propagates, as documented
-    if not stat.S_ISREG(st.st_mode):
-        kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
-        raise FormatError(f"{path}: is {kind}, not an rnnrt file")
+def _changed_message(path, what):
+    return (f"{path}: {what}; replace a live model by writing a new file and renaming it "
+            f"over the old one, as rnnrt.convert does")
+
+
+def private_copy_max_bytes() -> int:
+    """Files up to this many bytes are copied into memory the model owns; larger ones are
+    mmap'd under the guard. RNNRT_PRIVATE_COPY_MAX_BYTES, read at each load, overrides the
+    default PRIVATE_COPY_MAX_BYTES (0: map every file)."""
+    text = os.environ.get(PRIVATE_COPY_ENV)
+    if text is None:
+        return PRIVATE_COPY_MAX_BYTES
     try:
-        with open(path, "rb") as f:
-            if os.fstat(f.fileno()).st_size == 0:
-                return None
-            return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)  # stays valid after close
-    except IsADirectoryError:  # replaced by a directory since the stat
-        raise FormatError(f"{path}: is a directory, not an rnnrt file") from None
+        limit = int(text)
+    except ValueError:
+        limit = -1
+    if limit < 0:
+        raise InputError(f"{PRIVATE_COPY_ENV} must be a byte count (an int >= 0), "
+                         f"got {text!r}")
+    return limit
+
+
+class _FileBytes:
+    """A file's bytes as a model will hold them, for read: `view`, a read-only memoryview of
+    a private copy (anonymous memory, page-aligned) or of a guarded mapping (`guard`).
+    A copy is read in order by fill(), in step with the checks that read it."""
+
+    def __init__(self, path):
+        self.path = path
+        st = os.stat(path)  # FileNotFoundError propagates, as documented
+        if not stat.S_ISREG(st.st_mode):
+            kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+            raise FormatError(f"{path}: is {kind}, not an rnnrt file")
+        try:
+            self._file = open(path, "rb", buffering=0)
+        except IsADirectoryError:  # replaced by a directory since the stat
+            raise FormatError(f"{path}: is a directory, not an rnnrt file") from None
+        try:
+            self.size = os.fstat(self._file.fileno()).st_size
+            self.guard = None
+            if self.size > private_copy_max_bytes():
+                damaged = _changed_message(path, "the file was truncated while loaded")
+                self.guard = _engine.map_guarded(self._file.fileno(), self.size, damaged)
+            self.filled = self.size
+            if self.guard is not None:
+                self.view = memoryview(self.guard)
+            elif self.size == 0:
+                self.view = memoryview(b"")     # mmap refuses length 0
+            else:  # a copy; also when the guard cannot take another mapping (mapguard.h)
+                self._into = memoryview(mmap.mmap(-1, self.size, flags=mmap.MAP_PRIVATE))
+                self.view = self._into.toreadonly()
+                self.filled = 0
+        except BaseException:
+            self._file.close()
+            raise
+
+    def fill(self, end):
+        """Read the copy on up to byte `end` (a mapping has every byte already)."""
+        end = min(end, self.size)
+        while self.filled < end:
+            n = self._file.readinto(self._into[self.filled:end])
+            if not n:
+                raise FormatError(_changed_message(
+                    self.path, f"the file was cut to {self.filled} bytes while it was read "
+                               f"(it had {self.size})"))
+            self.filled += n
+
+    def close(self):
+        self._file.close()     # a mapping stays valid without it
+        self._into = None      # no one writes into a copy once read
 
 
 def _reject_duplicates(pairs):
@@ -389,24 +519,31 @@ def _check_layout(table, data_size, where):
     return entries
 
 
-def _verify_bytes(mm, header_end, data_start, entries, where):
-    """CRC32 of every tensor, and zeros in every gap, so that no byte of the file goes
-    unchecked: the preamble and header are covered by the checks above."""
-    def check_zero(lo, hi):
-        if hi > lo and np.frombuffer(mm, np.uint8, count=hi - lo, offset=lo).any():
-            raise FormatError(f"{where} non-zero padding between bytes {lo} and {hi}: corrupt")
+def _data_problem(mm, layout, fill=lambda end: None):
+    """What is wrong with the data: the first tensor whose CRC32 does not match, or non-zero
+    padding ("": nothing), so that no byte of the file goes unchecked: the preamble and
+    header are checked by read. fill(end) comes before each read of bytes below `end`: a
+    copy is read from the file in step, in pieces that stay in cache for the CRC."""
+    header_end, data_start, entries = layout
 
-    check_zero(header_end, data_start)
-    view = memoryview(mm)
-    try:
-        pos = data_start  # end of the bytes checked so far
-        for off, n, name, stored in entries:
-            start = data_start + off
-            check_zero(pos, start)
-            crc = zlib.crc32(view[start:start + n])
-            if crc != stored:
-                raise FormatError(f"{where} tensor {name!r}: data CRC32 mismatch (stored "
-                                  f"{stored:#010x}, computed {crc:#010x}): tensor data is corrupt")
-            pos = max(pos, start + n)
-    finally:
-        view.release()  # an unreleased export would keep the mmap from ever closing
+    def nonzero(lo, hi):
+        fill(hi)
+        return hi > lo and np.frombuffer(mm, np.uint8, count=hi - lo, offset=lo).any()
+
+    if nonzero(header_end, data_start):
+        return f"non-zero padding between bytes {header_end} and {data_start}: corrupt"
+    pos = data_start  # end of the bytes checked so far
+    for off, n, name, stored in entries:
+        start = data_start + off
+        if nonzero(pos, start):
+            return f"non-zero padding between bytes {pos} and {start}: corrupt"
+        crc = 0
+        for lo in range(start, start + n, _CHUNK):
+            hi = min(lo + _CHUNK, start + n)
+            fill(hi)
+            crc = zlib.crc32(mm[lo:hi], crc)
+        if crc != stored:
+            return (f"tensor {name!r}: data CRC32 mismatch (stored {stored:#010x}, "
+                    f"computed {crc:#010x}): tensor data is corrupt")
+        pos = max(pos, start + n)
+    return ""

@@ -110,15 +110,18 @@ class Model:
 
     def __init__(self, path, *, num_threads=None, verify=True):
         self.path = os.path.abspath(os.fspath(path))   # pickles stay valid after a chdir
-        # The header, the graph and every tensor's place and shape are checked now; the
-        # tensors' CRC32s (a pass over all the data: ~13 ms for 50 MB) once, before the first
-        # computation reads them (the _engine property) or when verify() is called.
-        self._file = fileformat.read(self.path, verify=False)
+        # The header, the graph and every tensor's place and shape are checked now. The
+        # tensors' CRC32s are computed now for a file copied into the model's own memory (in
+        # the pass that copies it), later for a mapped one (a large file); their verdict comes
+        # before the first computation reads them (the _engine property), or from verify().
+        self._file = fileformat.read(self.path, verify=False, checksums=bool(verify))
         self._verify_before_use = bool(verify)
         self._data_verified = False
         self._verify_lock = threading.Lock()
         self._plan = plan.build(self._file.graph, self._file.tensors)
         self._engine_unverified = _engine.Engine(self._plan.ops)
+        # A mapped file: each C call ends by checking that no fault hit it (it was truncated).
+        self._engine_unverified.mapping = self._file.guard
         if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
             raise InputError(f"num_threads must be a positive int, got {num_threads!r}")
         self.num_threads = num_threads or default_threads()
@@ -150,12 +153,13 @@ class Model:
         self._calls = {}
 
     def verify(self):
-        """Check the CRC32 of every tensor now (once per model, whatever load's `verify`).
-        Raises FormatError for corrupt tensor data."""
+        """Check the CRC32 of every tensor now, whatever load's `verify`. Raises FormatError
+        for corrupt tensor data, or for a file truncated or overwritten since it was loaded.
+        A model holding its own copy of its file keeps the first verdict; one that maps its
+        file (a large one: README, "Replacing a live model") checks it again at every call."""
         with self._verify_lock:
-            if not self._data_verified:
-                fileformat.verify_data(self._file)
-                self._data_verified = True
+            fileformat.verify_data(self._file)
+            self._data_verified = True
 
     def _verified_for_use(self):
         """Verify before a computation, unless load() was told not to (verify=False)."""

@@ -1,5 +1,7 @@
 """load() checks structure at once and the tensors' CRC32s before the first computation:
-a damaged tensor must stop every way of computing with FormatError, never give numbers."""
+a damaged tensor must stop every way of computing with FormatError, never give numbers.
+Each test runs for a file copied into memory (the CRC32s computed as it is read, their
+verdict deferred) and for a mapped one (RNNRT_PRIVATE_COPY_MAX_BYTES=0: the pass deferred)."""
 import pathlib
 
 import numpy as np
@@ -10,6 +12,15 @@ from rnnrt import fileformat, ir, packing
 from strategies import make_recurrent
 
 V, E, H = 5, 3, 4
+
+
+@pytest.fixture(autouse=True, params=["copy", "mmap"])
+def read_path(request, monkeypatch):
+    if request.param == "mmap":
+        monkeypatch.setenv("RNNRT_PRIVATE_COPY_MAX_BYTES", "0")
+    else:
+        monkeypatch.delenv("RNNRT_PRIVATE_COPY_MAX_BYTES", raising=False)
+    return request.param
 
 
 def token_graph():
@@ -50,17 +61,22 @@ def test_a_damaged_tensor_stops_every_computation(paths, how):
             COMPUTATIONS[how](model)
 
 
-def test_load_defers_the_data_pass_to_the_first_computation(paths, monkeypatch):
-    calls = []
-    real = fileformat.verify_data
-    monkeypatch.setattr(fileformat, "verify_data", lambda mf: calls.append(mf) or real(mf))
+def test_the_data_pass_is_made_once_before_the_first_computation(paths, monkeypatch,
+                                                                 read_path):
+    # A copy is checksummed as it is read, by load; a mapping before its first computation.
+    passes = []
+    real = fileformat._data_problem
+    monkeypatch.setattr(fileformat, "_data_problem",
+                        lambda *args: passes.append(args) or real(*args))
     model = rnnrt.load(paths[0])
-    assert calls == []
+    assert len(passes) == (1 if read_path == "copy" else 0)
     first = model.run(IDS)[0]
-    assert len(calls) == 1
     model.stream().step(IDS[:, 0])
+    model.stream_pool(2)
+    assert len(passes) == 1
     model.verify()
-    assert len(calls) == 1                # checked once per model
+    # A copy cannot change: it keeps its verdict. A mapped file can: it is checked again.
+    assert len(passes) == (1 if read_path == "copy" else 2)
     np.testing.assert_array_equal(model.run(IDS)[0], first)
 
 

@@ -20,13 +20,24 @@ from hypothesis import strategies as st
 
 import rnnrt
 from rnnrt import fileformat as ff
-from rnnrt import packing
+from rnnrt import _engine, packing
 from strategies import recurrent_cases
 from rnnrt.errors import FormatError
 
 SPEC_MAGIC = b"\x89RNNRT\r\n"
 FLIP_SETTINGS = settings(max_examples=150, deadline=None,
                          suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@pytest.fixture(autouse=True, params=["copy", "mmap"])
+def read_path(request, monkeypatch):
+    """Every test reads files both ways: copied into memory (files up to the threshold) and
+    mmap'd under the SIGBUS guard (larger ones; RNNRT_PRIVATE_COPY_MAX_BYTES=0 forces it)."""
+    if request.param == "mmap":
+        monkeypatch.setenv("RNNRT_PRIVATE_COPY_MAX_BYTES", "0")
+    else:
+        monkeypatch.delenv("RNNRT_PRIVATE_COPY_MAX_BYTES", raising=False)
+    return request.param
 
 
 def sample_tensors():
@@ -185,22 +196,26 @@ def test_layout_matches_spec(good):
 
 
 def _mmap_under(arr):
-    """Follow an array's chain of bases down to the mmap.mmap that owns its memory."""
+    """Follow an array's chain of bases down to the mapping that owns its memory: an
+    anonymous mmap.mmap (a private copy) or a GuardedMap of the file."""
     obj = arr
-    while not isinstance(obj, mmap.mmap):
+    while not isinstance(obj, (mmap.mmap, _engine.GuardedMap)):
         obj = obj.obj if isinstance(obj, memoryview) else obj.base
         assert obj is not None, "array does not live on an mmap"
     return obj
 
 
-def test_views_are_read_only_mmap_views(good):
+def test_views_are_read_only_mmap_views(good, read_path):
     path, data = good
     mf = ff.read(path)
     data_start = parse(data)[3]
     header = parse(data)[2]
     mm = _mmap_under(mf.tensors["w"])
+    assert isinstance(mm, mmap.mmap if read_path == "copy" else _engine.GuardedMap)
+    assert mf.private_copy is (read_path == "copy")
     whole = np.frombuffer(mm, dtype=np.uint8)
-    assert len(mm) == len(data)
+    assert len(whole) == len(data)
+    assert whole.ctypes.data % mmap.PAGESIZE == 0   # tensor offsets keep their alignment
     for name, t in mf.tensors.items():
         assert _mmap_under(t) is mm, name  # one mapping shared by every tensor
         assert not t.flags.writeable, name
