@@ -60,6 +60,20 @@ def _as_array(name: str, value, dtype: str) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=_DTYPES[dtype])
 
 
+def _check_out(out, shape: tuple, dtype: str) -> None:
+    """`out=` of a step: a writeable, C-contiguous array of the output's dtype, in native
+    byte order, of exactly `shape` (the step writes it as raw memory), or InputError."""
+    want = f"a writeable C-contiguous {dtype} array of shape {shape}"
+    if not isinstance(out, np.ndarray):
+        raise InputError(f"out must be {want}, got {type(out).__name__}")
+    if out.dtype != np.dtype(dtype) or out.shape != shape or not out.flags.c_contiguous or \
+            not out.flags.writeable:
+        traits = [t for t, bad in (("read-only", not out.flags.writeable),
+                                   ("non-contiguous", not out.flags.c_contiguous)) if bad]
+        raise InputError(f"out must be {want}, got a {' '.join(traits + [str(out.dtype)])} "
+                         f"array of shape {out.shape}")
+
+
 def _bind(spec: plan.Slot, arr: np.ndarray, sizes: dict, drop_time=False) -> None:
     """Check arr's shape against a symbolic shape, binding batch / time in `sizes`."""
     shape = tuple(d for d in spec.shape if not (drop_time and plan.is_time(d)))
@@ -449,10 +463,13 @@ class Stream:
         # (features,) x_t at batch size 1.
         self._out_shape = tuple(B if d == plan.BATCH else d for d in spec.out_axes)
         self._out_shape_unbatched = tuple(d for d in spec.out_axes if d != plan.BATCH)
+        self._out_dtype = p.slots[p.outputs[0]].dtype
         self._busy = _engine.Busy()
-        # The fast path of step() for one float input: everything bound once in C.
+        # The fast path of step() for one float input and a float first output (not a
+        # Masking layer's uint8 mask): everything bound once in C.
         self._stepper = None
-        if len(spec.step_inputs) == 1 and p.inputs[spec.step_inputs[0]].dtype == "float32":
+        if len(spec.step_inputs) == 1 and p.inputs[spec.step_inputs[0]].dtype == "float32" \
+                and self._out_dtype == "float32":
             i = spec.step_inputs[0]
             self._stepper = _engine.Stepper(model._engine, self._buffers, B, self._Ts,
                                             self._threads, self._work, self._h, self._c,
@@ -530,11 +547,8 @@ class Stream:
         """step() for any input the C path does not take: checks and explains."""
         arrays, unbatched = self._spec.read_inputs(self.model, x_t, self.batch_size, True)
         shape = self._out_shape_unbatched if unbatched else self._out_shape
-        if out is not None and (not isinstance(out, np.ndarray) or out.shape != shape
-                                or out.dtype != np.float32):
-            raise InputError(f"out must be a float32 array of shape {shape}, got "
-                             f"{getattr(out, 'dtype', type(out).__name__)} "
-                             f"{getattr(out, 'shape', '')}")
+        if out is not None:
+            _check_out(out, shape, self._out_dtype)
         if not self._busy.acquire():
             raise _busy_error()
         try:

@@ -235,7 +235,6 @@ def _build(doc: dict, tensors: dict) -> Plan:
         outputs.append(index[name])
     return Plan(slots, ops, inputs, outputs, recurrent, num_times)
 
-
 def _rows(layer, shape):
     """(tsym, rows_mult) of a tensor whose rows are all axes but the last: rows =
     batch * T[tsym] * rows_mult, tsym -1 when there is no time axis."""

@@ -1,0 +1,155 @@
+"""The runtime defects of issue 16 (a fuzz campaign and API misuse on 9ef08bd), one test or
+more each: memory safety of the step fast path and of out=, graphs the plan must refuse
+(dynamic axes, dangling or unknown parameters, sizes no kernel takes), integer inputs that
+would wrap, sizes beyond the machine, thread counts, the final state of a row of length 0
+(as onnxruntime computes it) and the sigmoid / tanh limits."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import rnnrt
+from rnnrt import fileformat, ir, packing
+from strategies import make_recurrent
+
+I, H = 3, 4
+
+
+def save_and_load(graph, tmp_path, name="m.rnnrt", **options):
+    return rnnrt.load(packing.save(graph, tmp_path / name), num_threads=1, **options)
+
+
+def load_doc(tmp_path, doc, tensors, name="m.rnnrt"):
+    """Load a graph document written as is, with valid checksums (what a tampering tool that
+    recomputes them would write)."""
+    return rnnrt.load(fileformat.write(str(tmp_path / name), doc, tensors, {}), num_threads=1)
+
+
+def format_error(tmp_path, doc, tensors) -> str:
+    with pytest.raises(rnnrt.FormatError) as err:
+        load_doc(tmp_path, doc, tensors)
+    return str(err.value)
+
+
+def input_error(call, *args, **kwargs) -> str:
+    with pytest.raises(rnnrt.InputError) as err:
+        call(*args, **kwargs)
+    return str(err.value)
+
+
+def lstm_graph(rng=None, **options):
+    rng = rng or np.random.default_rng(0)
+    layer = make_recurrent("rec", "lstm", "forward", H, I, rng, x="x", y="y", **options)
+    inputs = [ir.TensorInfo("x", (None, None, I), "float32")]
+    if "seq_lens" in options:
+        inputs.append(ir.TensorInfo("lens", (None,), "int32"))
+    return ir.Graph(inputs, [layer], ["y"])
+
+
+def token_graph():
+    rng = np.random.default_rng(2)
+    emb = ir.Embedding("emb", "ids", "e", rng.uniform(-1, 1, (11, I)).astype(np.float32))
+    layer = make_recurrent("rec", "gru", "forward", H, I, rng, x="e", y="y")
+    return ir.Graph([ir.TensorInfo("ids", (None, None), "int64")], [emb, layer], ["y"])
+
+
+def x_of(*shape, seed=3):
+    return np.random.default_rng(seed).uniform(-1, 1, shape).astype(np.float32)
+
+
+# ----------------------------------------------------------------- 1: a uint8 first output
+
+def test_step_of_a_model_whose_first_output_is_a_mask_returns_the_mask(tmp_path):
+    """The fast path copied 4 bytes per element of a uint8 output (heap over-read) and
+    returned them as floats."""
+    rng = np.random.default_rng(0)
+    mask = ir.Masking("masking", "x", "xm", "mask", 0.0)
+    layer = make_recurrent("rec", "lstm", "forward", H, I, rng, x="xm", y="y", mask="mask")
+    graph = ir.Graph([ir.TensorInfo("x", (None, None, I), "float32")], [mask, layer],
+                     ["mask", "y"])
+    model = save_and_load(graph, tmp_path)
+    x = x_of(2, 5, I)
+    x[0, 1] = 0.0       # a masked step
+    x[1, 3] = 0.0
+    want = model.run(x)[0]
+    assert want.dtype == np.uint8
+    batch, single = model.stream(batch_size=2), model.stream()
+    pool = model.stream_pool(2)
+    ids = [pool.open(), pool.open()]
+    for t in range(5):
+        got = batch.step(x[:, t])
+        assert got.dtype == np.uint8 and np.array_equal(got, want[:, t]), t
+        got = single.step(x[0, t])
+        assert got.dtype == np.uint8 and got.shape == () and got == want[0, t], t
+        got = pool.step(ids, x[:, t])
+        assert got.dtype == np.uint8 and np.array_equal(got, want[:, t]), t
+    out = np.empty(2, np.uint8)
+    assert batch.step(x[:, 0], out=out) is out
+    assert "uint8" in input_error(batch.step, x[:, 0], out=np.empty(2, np.float32))
+
+
+# ----------------------------------------------------------------- 2: out= must be writeable
+
+@pytest.fixture
+def float_model(tmp_path):
+    return save_and_load(lstm_graph(), tmp_path)
+
+
+@pytest.fixture
+def token_model(tmp_path):
+    return save_and_load(token_graph(), tmp_path, "tokens.rnnrt")
+
+
+def test_step_into_a_view_of_immutable_bytes_is_refused(float_model, token_model):
+    frozen = bytes(4 * H)
+    for model, x in ((float_model, x_of(1, I)), (token_model, np.array([3]))):  # fast, general
+        out = np.frombuffer(frozen, np.float32).reshape(1, H)
+        msg = input_error(model.stream().step, x, out=out)
+        assert "read-only" in msg and "writeable" in msg and f"(1, {H})" in msg
+        assert frozen == bytes(4 * H)
+    pool = token_model.stream_pool(1)
+    sid = pool.open()
+    out = np.frombuffer(bytes(4 * H), np.float32).reshape(1, H)
+    assert "read-only" in input_error(pool.step, [sid], np.array([3]), out=out)
+
+
+@pytest.mark.parametrize("path", ["fast", "general"])
+def test_step_out_of_another_dtype_order_or_shape_is_refused(float_model, token_model, path):
+    model, x = (float_model, x_of(1, I)) if path == "fast" else (token_model, np.array([3]))
+    s = model.stream()
+    cases = {"non-contiguous": np.empty((1, 2 * H), np.float32)[:, ::2],
+             ">f4": np.empty((1, H), ">f4"), "float64": np.empty((1, H), np.float64),
+             f"shape ({H},)": np.empty(H, np.float32)}
+    for what, out in cases.items():
+        msg = input_error(s.step, x, out=out)
+        assert what in msg and f"float32 array of shape (1, {H})" in msg, msg
+    msg = input_error(s.step, x, out=[[0.0] * H])
+    assert "list" in msg
+    good = np.empty((1, H), np.float32)
+    assert s.step(x, out=good) is good
+
+
+def test_step_into_a_read_only_mmap_is_refused(float_model, tmp_path):
+    """Was a segfault: the fast path wrote into the read-only page (run in a child, so that
+    a crash fails this test instead of ending the run)."""
+    backing = tmp_path / "out.bin"
+    backing.write_bytes(bytes(4 * H))
+    code = f"""
+import mmap, numpy as np, rnnrt
+model = rnnrt.load({float_model.path!r}, num_threads=1)
+with open({str(backing)!r}, "rb") as f:
+    out = np.frombuffer(mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ), np.float32)
+try:
+    model.stream().step(np.ones({I}, np.float32), out=out)
+except rnnrt.InputError as e:
+    print("refused:", e)
+"""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=120, cwd=root)
+    assert r.returncode == 0, f"child died ({r.returncode}): {r.stderr[-2000:]}"
+    assert "refused:" in r.stdout and "read-only" in r.stdout, r.stdout
+    assert backing.read_bytes() == bytes(4 * H)
