@@ -12,7 +12,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _blas  # noqa: F401  (loads OpenBLAS first; must precede _engine)
-from . import _engine, fileformat, plan
+from . import _engine, fileformat, limits, plan
 from .errors import FormatError, InputError
 
 _DTYPES = {"float32": np.float32, "int64": np.int64, "int32": np.int32}
@@ -43,6 +43,32 @@ def default_threads() -> int:
     return max(1, n)
 
 
+def max_threads() -> int:
+    """The most threads a model takes: 4 x the cores this process may run on (its CPU
+    affinity, which a container or taskset narrows). Beyond that threads only queue for the
+    cores, each with its own stack and workspace."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):     # not Linux
+        cores = os.cpu_count() or 1
+    return 4 * max(1, cores)
+
+
+def _thread_count(num_threads) -> int:
+    """The threads a Model runs with: num_threads, an int in 1..max_threads() (bool refused),
+    or for None default_threads(), capped at max_threads()."""
+    cap = max_threads()
+    if num_threads is None:
+        return min(default_threads(), cap)
+    if isinstance(num_threads, bool) or not isinstance(num_threads, (int, np.integer)):
+        raise InputError(f"num_threads must be a positive int, got "
+                         f"{type(num_threads).__name__} {num_threads!r}")
+    if not 1 <= num_threads <= cap:
+        raise InputError(f"num_threads must lie in 1..{cap} (4 x the {cap // 4} cores this "
+                         f"process may use), got {num_threads}")
+    return int(num_threads)
+
+
 def _as_array(name: str, value, dtype: str) -> np.ndarray:
     """Convert one user input to the dtype the model reads, or say why it cannot."""
     try:
@@ -58,6 +84,22 @@ def _as_array(name: str, value, dtype: str) -> np.ndarray:
         raise InputError(f"input {name!r}: expected integer {dtype} values (token ids or "
                          f"lengths), got dtype {arr.dtype}")
     return np.ascontiguousarray(arr, dtype=_DTYPES[dtype])
+
+
+def _check_memory(model, what: str, B: int, Ts, threads: int, *, skip=(), states=0,
+                  extra=0) -> int:
+    """InputError unless a call over B rows and time lengths Ts fits in this machine's
+    memory (rnnrt/limits.py): its slot buffers but those in `skip`, `states` copies of the
+    carried states, its workspace and `extra` bytes. Returns the workspace's floats."""
+    limits.check_c_int(B, f"{what}: the batch size")
+    for T in Ts:
+        limits.check_c_int(T, f"{what}: the time length")
+    p = model._plan
+    nbytes = p.slot_bytes(B, Ts, skip) + states * p.state_bytes(B) + extra
+    limits.check_fits(nbytes, what)     # first: it bounds the sizes work_floats multiplies
+    work = model._engine_unverified.work_floats(B, Ts, threads)
+    limits.check_fits(nbytes + 4 * work, what)
+    return work
 
 
 def _check_out(out, shape: tuple, dtype: str) -> None:
@@ -122,9 +164,7 @@ class Model:
         self._verify_lock = threading.Lock()
         self._plan = plan.build(self._file.graph, self._file.tensors)
         self._engine_unverified = _engine.Engine(self._plan.ops)
-        if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
-            raise InputError(f"num_threads must be a positive int, got {num_threads!r}")
-        self.num_threads = num_threads or default_threads()
+        self.num_threads = _thread_count(num_threads)
         self._num_threads_arg = num_threads
         self._verify = verify
         slots = self._plan.slots
@@ -256,7 +296,10 @@ class Model:
                 raise InputError(f"the model reads time step {index} of its sequence, which "
                                  f"does not exist in a sequence of {Ts[tsym]} steps")
         slot_shapes = [(s.concrete(B, Ts), s.dtype) for s in self._plan.slots[len(arrays):]]
-        return B, Ts, slot_shapes, engine.work_floats(B, Ts, threads)
+        shown = Ts[0] if len(Ts) == 1 else Ts
+        work = _check_memory(self, f"run() on a batch of {B} and time {shown}", B, Ts,
+                             threads, skip=range(len(arrays)))
+        return B, Ts, slot_shapes, work
 
     def __call__(self, x) -> np.ndarray:
         return self.run(x)[0]
@@ -440,7 +483,7 @@ class Stream:
 
     def __init__(self, model: Model, batch_size: int):
         spec = _step_spec(model)
-        if not isinstance(batch_size, int) or batch_size < 1:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InputError(f"batch_size must be a positive int, got {batch_size!r}")
         self.model = model
         self.batch_size = B = batch_size
@@ -449,6 +492,9 @@ class Stream:
         self._step_inputs = spec.step_inputs
         self._step_names = spec.step_names
         self._Ts = spec.Ts
+        self._threads = model.num_threads   # the engine decides how to use them
+        work = _check_memory(model, f"a stream of batch {B}", B, self._Ts, self._threads,
+                             skip=spec.unbuffered, states=1)
         self._buffers = [None if i in spec.unbuffered
                          else np.zeros(s.concrete(B, self._Ts), s.dtype)
                          for i, s in enumerate(p.inputs)]
@@ -457,8 +503,8 @@ class Stream:
         self._h = [np.zeros((1, B, S), np.float32) for (_, _, _, H, S, _) in p.recurrent]
         self._c = [np.zeros((1, B, H), np.float32) for (_, _, _, H, S, _) in p.recurrent]
         self._restart()
-        self._threads = model.num_threads   # the engine decides how to use them
-        self._work = np.empty(model._engine.work_floats(B, self._Ts, self._threads), np.float32)
+        model._verified_for_use()           # as the steps would: a damaged model is refused
+        self._work = np.empty(work, np.float32)
         # The first output without its time axis; without its batch axis too for a
         # (features,) x_t at batch size 1.
         self._out_shape = tuple(B if d == plan.BATCH else d for d in spec.out_axes)

@@ -10,11 +10,12 @@ symbol; a layer reading two sequences requires the same symbol for both.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from . import ir
+from . import ir, limits
 from .panels import PANEL, gate_panels, panel_count
 from .errors import FormatError
 
@@ -69,6 +70,16 @@ class Plan:
     outputs: list          # slot indices of the graph outputs
     recurrent: list        # (layer name, cell, D, H, S, direction) per recurrent op
     num_times: int         # how many time symbols the inputs bring
+
+    def slot_bytes(self, B: int, Ts, skip=()) -> int:
+        """Bytes of the slots (but the indices in `skip`) for batch B and time lengths Ts."""
+        return sum(math.prod(s.concrete(B, Ts)) * np.dtype(s.dtype).itemsize
+                   for i, s in enumerate(self.slots) if i not in skip)
+
+    def state_bytes(self, B: int) -> int:
+        """Bytes of the states a stream of B rows carries: h and c of each recurrent layer
+        (a c of H floats for every cell kind, as Stream keeps them)."""
+        return sum(4 * B * (S + H) for _, _, _, H, S, _ in self.recurrent)
 
 
 def _fail(layer, msg):
@@ -233,7 +244,12 @@ def _build(doc: dict, tensors: dict) -> Plan:
         if name not in index:
             raise FormatError(f"graph output {name!r} is not produced by any layer")
         outputs.append(index[name])
-    return Plan(slots, ops, inputs, outputs, recurrent, num_times)
+    p = Plan(slots, ops, inputs, outputs, recurrent, num_times)
+    # Fixed axes (up to 2**31 - 1 each) can make even one row of one step too big to run.
+    limits.check_fits(p.slot_bytes(1, [1] * num_times) + p.state_bytes(1),
+                      "the graph: one sequence of one step", FormatError)
+    return p
+
 
 def _rows(layer, shape):
     """(tsym, rows_mult) of a tensor whose rows are all axes but the last: rows =

@@ -31,7 +31,7 @@ import numpy as np
 
 from . import plan
 from .errors import InputError
-from .model import Model, _check_out, _step_spec
+from .model import Model, _check_memory, _check_out, _step_spec
 
 _ROW_BITS = 32
 _ROW_MASK = (1 << _ROW_BITS) - 1
@@ -52,6 +52,10 @@ class StreamPool:
         self.model = model
         p = model._plan
         self._out_slot = p.outputs[0]
+        if plan.BATCH not in self._spec.out_axes:
+            raise InputError(f"a pool returns one row of the first output per stream; output "
+                             f"{p.slots[self._out_slot].name!r} has no batch axis (shape "
+                             f"{p.slots[self._out_slot].shape})")
         self._out_batch_axis = self._spec.out_axes.index(plan.BATCH)
         self._out_dtype = p.slots[self._out_slot].dtype
         self._out_row_shape = tuple(d for d in self._spec.out_axes if d != plan.BATCH)
@@ -73,6 +77,11 @@ class StreamPool:
         """Room for `capacity` streams; open streams keep their rows, ids and states."""
         old = self._capacity
         p = self.model._plan
+        # Per stream: a row of each slot, of each state store and gathered block, and its
+        # generation and open flag; and the workspace of a step over all of them.
+        _check_memory(self.model, f"a stream pool of capacity {capacity}", capacity,
+                      self._spec.Ts, self.model.num_threads, skip=self._spec.unbuffered,
+                      states=2, extra=9 * capacity)
 
         def widen(a):
             if a is None:

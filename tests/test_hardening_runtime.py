@@ -153,3 +153,99 @@ except rnnrt.InputError as e:
     assert r.returncode == 0, f"child died ({r.returncode}): {r.stderr[-2000:]}"
     assert "refused:" in r.stdout and "read-only" in r.stdout, r.stdout
     assert backing.read_bytes() == bytes(4 * H)
+
+
+# ----------------------------------------------------------------- 8: typed errors from files
+
+def test_graph_too_big_for_this_machine_is_refused_at_load(tmp_path):
+    """Fixed axes of a stacked state input made stream() ask NumPy for 48 GiB."""
+    rng = np.random.default_rng(1)
+    first = ir.Slice("first", "h0", "h0_0", axis=0, start=0, stop=1)
+    narrow = ir.Slice("narrow", "h0_0", "h0_1", axis=2, start=0, stop=H)
+    g = make_recurrent("g", "gru", "forward", H, I, rng, x="x", h0="h0_1", y="y")
+    doc, tensors = packing.graph_document(ir.Graph(
+        [ir.TensorInfo("x", (None, None, I), "float32"),
+         ir.TensorInfo("h0", (2, None, H), "float32")], [first, narrow, g], ["y"]))
+    load_doc(tmp_path, doc, tensors)
+    doc["inputs"][1]["shape"] = [2 ** 31 - 1, None, 2 ** 31 - 1]
+    msg = format_error(tmp_path, doc, tensors)
+    assert "one sequence of one step" in msg and "GiB" in msg and "memory" in msg
+
+
+def test_pool_of_a_model_whose_first_output_has_no_batch_axis_is_refused(tmp_path):
+    """A ValueError from list.index."""
+    rng = np.random.default_rng(1)
+    part = ir.Slice("part", "k", "k2", axis=0, start=0, stop=2)
+    g = make_recurrent("g", "gru", "forward", H, I, rng, x="x", y="y")
+    model = save_and_load(ir.Graph([ir.TensorInfo("x", (None, None, I), "float32"),
+                                    ir.TensorInfo("k", (4,), "float32")], [part, g],
+                                   ["k2", "y"]), tmp_path)
+    msg = input_error(model.stream_pool)
+    assert "'k2'" in msg and "batch axis" in msg
+
+
+# ----------------------------------------------------------------- 10: sizes and threads
+
+def wide_graph(hidden=256):
+    rng = np.random.default_rng(0)
+    layer = make_recurrent("rec", "lstm", "forward", hidden, I, rng, x="x", y="y")
+    return ir.Graph([ir.TensorInfo("x", (None, None, I), "float32")], [layer], ["y"])
+
+
+def test_sizes_beyond_this_machine_are_refused_before_allocating(tmp_path):
+    """stream(batch_size=10**9) asked NumPy for ~1 TiB; here each row needs ~4 KiB, so
+    2**31 - 1 rows (the most a kernel takes) need ~8 TiB, more than any test machine has."""
+    model = save_and_load(wide_graph(), tmp_path)
+    msg = input_error(model.stream, batch_size=2 ** 31 - 1)
+    assert "a stream of batch 2147483647" in msg and "GiB" in msg and "memory" in msg
+    msg = input_error(model.stream, batch_size=10 ** 10)
+    assert "2147483647" in msg and "batch" in msg
+    msg = input_error(model.stream_pool, 2 ** 31 - 1)
+    assert "pool of capacity 2147483647" in msg and "memory" in msg
+
+
+def test_pool_growth_beyond_this_machine_is_refused(tmp_path, monkeypatch):
+    model = save_and_load(wide_graph(), tmp_path)
+    pool = model.stream_pool(2)
+    pool.open(), pool.open()
+    from rnnrt import limits
+    monkeypatch.setattr(limits, "memory_limit", lambda: 40_000)   # fits 2 streams, not 4
+    msg = input_error(pool.open)
+    assert "pool of capacity 4" in msg and "memory" in msg
+    assert pool.capacity == 2 and len(pool) == 2
+
+
+def test_run_output_beyond_this_machine_is_refused(tmp_path):
+    """A 1 MiB table and 8 MiB of ids ask for a 4 TiB output."""
+    E, T = 2 ** 18, 2 ** 20
+    emb = ir.Embedding("emb", "ids", "e", np.zeros((1, E), np.float32))
+    graph = ir.Graph([ir.TensorInfo("ids", (None, None), "int64")], [emb], ["e"])
+    model = save_and_load(graph, tmp_path)
+    msg = input_error(model.run, np.zeros((1, T), np.int64))
+    assert "run() on a batch of 1 and time 1048576" in msg and "memory" in msg
+
+
+def test_generate_steps_beyond_this_machine_are_refused(tmp_path):
+    rng = np.random.default_rng(0)
+    layer = make_recurrent("rec", "gru", "forward", I, I, rng, x="x", y="y")
+    model = save_and_load(ir.Graph([ir.TensorInfo("x", (None, None, I), "float32")], [layer],
+                                   ["y"]), tmp_path)
+    msg = input_error(model.generate, x_of(2, I), 2 ** 40)
+    assert "generate() of 1099511627776 steps" in msg and "memory" in msg
+    assert model.generate(x_of(2, I), 3).shape == (3, I)
+
+
+@pytest.mark.parametrize("bad", [True, False, 0, -1, 2.0, "2", 10 ** 5])
+def test_bad_thread_counts_are_refused(float_model, bad):
+    msg = input_error(rnnrt.load, float_model.path, num_threads=bad)
+    assert "num_threads" in msg and (repr(bad) in msg or str(bad) in msg)
+
+
+def test_thread_counts_up_to_the_cap_are_taken(float_model):
+    from rnnrt.model import max_threads
+    cap = max_threads()
+    assert rnnrt.load(float_model.path, num_threads=cap).num_threads == cap
+    assert rnnrt.load(float_model.path, num_threads=np.int64(2)).num_threads == 2
+    assert "num_threads must lie in 1.." + str(cap) in input_error(
+        rnnrt.load, float_model.path, num_threads=cap + 1)
+    assert 1 <= rnnrt.load(float_model.path).num_threads <= cap
