@@ -149,6 +149,11 @@ def _panels_from_v1(layer, tensors, rt, D, G, H, I):
     return {**layer, "params": params}, tensors
 
 
+def _is_size(d) -> bool:
+    """Whether d is a fixed axis size the kernels can take (a C int; JSON true is no size)."""
+    return isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= limits.C_INT_MAX
+
+
 def input_shape(info: dict, time_major: bool, time: str) -> tuple:
     """Symbolic shape of a graph input: when its first two axes are dynamic they are batch
     and `time` (time first for a time-major consumer); any other dynamic axis is batch."""
@@ -213,11 +218,19 @@ def _build(doc: dict, tensors: dict) -> Plan:
         if not isinstance(info, dict) or info.get("dtype") not in ("float32", "int64", "int32"):
             raise FormatError(f"bad graph input {info!r}")
         shape = info.get("shape")
-        if not isinstance(shape, list) or not all(
-                d is None or isinstance(d, str) or (isinstance(d, int) and d >= 0) for d in shape):
-            raise FormatError(f"bad shape for graph input {info.get('name')!r}: {shape!r}")
+        if not isinstance(shape, list) or not all(d is None or isinstance(d, str) or _is_size(d)
+                                                  for d in shape):
+            raise FormatError(f"bad shape for graph input {info.get('name')!r}: {shape!r:.200}; "
+                              f"each axis must be null or a name (dynamic), or an int in "
+                              f"0..{limits.C_INT_MAX}")
         time = time_symbol(num_times)
         sym = input_shape(info, _first_time_major(doc, info.get("name")), time)
+        if sym.count(BATCH) > 1:
+            # A second batch axis would be sized by the call but indexed by no kernel.
+            raise FormatError(f"graph input {info.get('name')!r}: shape {shape!r} has dynamic "
+                              f"axes {[i for i, d in enumerate(sym) if not isinstance(d, int)]}"
+                              f"; rnnrt runs one dynamic axis (the batch), or two when they "
+                              f"are the first two (batch and time)")
         num_times += time in sym
         define(info.get("name"), sym, info["dtype"])
         inputs.append(slots[-1])
@@ -442,17 +455,22 @@ def _embedding(layer, tensors, read, define):
             "n_out": E, "table": table, "vocab": V}
 
 
+def _features(layer, xs) -> int:
+    """The size of x's last axis, which a row-wise kernel takes as its fixed row length."""
+    if xs.dtype != "float32" or not xs.shape or not isinstance(xs.shape[-1], int):
+        _fail(layer, f"x must be float32 with a fixed last axis, got {xs.dtype} {xs.shape}")
+    return xs.shape[-1]
+
+
 def _masking(layer, tensors, read, define):
     x_i, xs = read(layer, _attr(layer, "x", (str,)), 3)
     t = _sequence(layer, xs.shape, False)
-    if xs.dtype != "float32":
-        _fail(layer, f"x must be float32 (batch, time, F), got {xs.dtype}")
+    n = _features(layer, xs)
     mv = _attr(layer, "mask_value", (int, float))
     out = define(_attr(layer, "out", (str,)), xs.shape, "float32")
     mask = define(_attr(layer, "mask", (str,)), (BATCH, t), "uint8")
     return {"in": [x_i], "out": [out, mask], "tsym": time_index(t), "rows_mult": 1,
-            "n_in": xs.shape[2],
-            "n_out": xs.shape[2], "mask_value": float(mv)}
+            "n_in": n, "n_out": n, "mask_value": float(mv)}
 
 
 def _dense(layer, tensors, read, define):
@@ -475,9 +493,7 @@ def _dense(layer, tensors, read, define):
 
 def _row_op(layer, read, define, out_width, **extra):
     x_i, xs = read(layer, _attr(layer, "x", (str,)))
-    if xs.dtype != "float32" or not xs.shape or not isinstance(xs.shape[-1], int):
-        _fail(layer, f"x must be float32 with a fixed last axis, got {xs.shape}")
-    n = xs.shape[-1]
+    n = _features(layer, xs)
     w = out_width(n)
     tsym, mult = _rows(layer, xs.shape)
     out = define(_attr(layer, "out", (str,)), xs.shape[:-1] + (w,), "float32")
@@ -517,12 +533,10 @@ def _timestep(layer, tensors, read, define):
     index = _attr(layer, "index", (int,))
     x_i, xs = read(layer, _attr(layer, "x", (str,)), 3)
     t = _sequence(layer, xs.shape, tm)
-    if xs.dtype != "float32":
-        _fail(layer, f"x must be float32, got {xs.dtype}")
-    out = define(_attr(layer, "out", (str,)), (BATCH, xs.shape[2]), "float32")
+    n = _features(layer, xs)
+    out = define(_attr(layer, "out", (str,)), (BATCH, n), "float32")
     return {"in": [x_i], "out": [out], "tsym": time_index(t), "rows_mult": 1,
-            "n_in": xs.shape[2],
-            "n_out": xs.shape[2], "index": index, "time_major": int(tm)}
+            "n_in": n, "n_out": n, "index": index, "time_major": int(tm)}
 
 
 def _count(layer, dims) -> dict:

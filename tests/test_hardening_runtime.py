@@ -155,7 +155,78 @@ except rnnrt.InputError as e:
     assert backing.read_bytes() == bytes(4 * H)
 
 
+# ----------------------------------------------------------------- 5: dynamic axes
+
+def dense_doc(shape):
+    """A Dense layer over a graph input of `shape`, as a document and its tensors."""
+    rng = np.random.default_rng(0)
+    dense = ir.Dense("dense", "x", "y", rng.uniform(-1, 1, (I, 2)).astype(np.float32))
+    doc, tensors = packing.graph_document(
+        ir.Graph([ir.TensorInfo("x", (None, None, I), "float32")], [dense], ["y"]))
+    doc["inputs"][0]["shape"] = list(shape)
+    return doc, tensors
+
+
+@pytest.mark.parametrize("shape", [[None, None, None, I], [None, 2, None, I],
+                                   ["n", "t", "k", I], [2, None, None, I]])
+def test_graph_input_with_a_second_batch_axis_is_refused(tmp_path, shape):
+    """run() left most of the output unwritten: the third dynamic axis became a second batch
+    axis that the row-wise kernels do not index."""
+    msg = format_error(tmp_path, *dense_doc(shape))
+    assert "'x'" in msg and "dynamic" in msg and str(shape) in msg
+
+
+def test_convert_refuses_a_graph_with_a_second_batch_axis(tmp_path):
+    """The writer runs the loader's checks: no file that cannot load is ever written."""
+    rng = np.random.default_rng(0)
+    dense = ir.Dense("dense", "x", "y", rng.uniform(-1, 1, (I, 2)).astype(np.float32))
+    graph = ir.Graph([ir.TensorInfo("x", (None, None, None, I), "float32")], [dense], ["y"])
+    with pytest.raises(rnnrt.FormatError, match="dynamic"):
+        packing.save(graph, tmp_path / "m.rnnrt")
+    assert not (tmp_path / "m.rnnrt").exists()
+
+
+def test_onnx_input_with_a_third_dynamic_axis_is_refused_at_convert(tmp_path):
+    """The ONNX importer names every dynamic axis batch or time, or refuses the model; what
+    reaches the writer is checked again there (the test above)."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+    consts = {"W": np.ones((1, 4 * H, I), np.float32), "R": np.ones((1, 4 * H, H), np.float32),
+              "start": np.array([0]), "stop": np.array([1]), "axis": np.array([2])}
+    nodes = [helper.make_node("Slice", ["x", "start", "stop", "axis"], ["x1"]),
+             helper.make_node("Squeeze", ["x1", "axis"], ["x2"]),
+             helper.make_node("LSTM", ["x2", "W", "R"], ["y", "h"], hidden_size=H)]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["t", "n", "k", I])],
+        [helper.make_tensor_value_info("h", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(v, k) for k, v in consts.items()])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)]),
+              str(tmp_path / "m.onnx"))
+    with pytest.raises(rnnrt.UnsupportedModelError, match="run-time axis"):
+        rnnrt.convert(tmp_path / "m.onnx", tmp_path / "m.rnnrt")
+    assert not (tmp_path / "m.rnnrt").exists()
+
+
 # ----------------------------------------------------------------- 8: typed errors from files
+
+@pytest.mark.parametrize("dim", [2 ** 31, 2 ** 40, True, -1, 2.0])
+def test_graph_input_dimension_that_no_kernel_takes_is_refused(tmp_path, dim):
+    """2**31 was an OverflowError at load; JSON true a TypeError."""
+    doc, tensors = dense_doc([None, None, dim])
+    msg = format_error(tmp_path, doc, tensors)
+    assert "'x'" in msg and "2147483647" in msg
+
+
+@pytest.mark.parametrize("kind", ["Masking", "TimeStep"])
+def test_row_layer_over_a_dynamic_feature_axis_is_refused(tmp_path, kind):
+    """A TypeError from the engine when the feature axis was symbolic."""
+    layer = ir.Masking("m", "x", "y", "mask") if kind == "Masking" else \
+        ir.TimeStep("m", "x", "y")
+    doc, tensors = packing.graph_document(
+        ir.Graph([ir.TensorInfo("x", (None, None, I), "float32")], [layer], ["y"]))
+    doc["inputs"][0]["shape"] = [None, None, None]
+    assert "'x'" in format_error(tmp_path, doc, tensors)
+
 
 def test_graph_too_big_for_this_machine_is_refused_at_load(tmp_path):
     """Fixed axes of a stacked state input made stream() ask NumPy for 48 GiB."""
