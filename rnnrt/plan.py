@@ -112,22 +112,46 @@ def _act(layer, d, row_wise_ok=False):
     return (ACT_CODES[name], float(alpha), float(beta))
 
 
+# The parameter roles each kind of layer reads (Recurrent: format v2 panels, or format v1
+# row-major Wt / Rt). The builders read every role a layer names, so a file whose params
+# name another role, or a tensor it does not hold, is refused rather than run without it.
+PARAM_ROLES = {
+    "Recurrent": {"Wp", "Rp", "Wt", "Rt", "b", "rbh", "P", "Projt", "h0_value", "c0_value",
+                  "seq_lens_value"},
+    "Embedding": {"table"}, "Dense": {"kernel", "bias"},
+}
+
+
+def _check_params(layer, tensors):
+    """Each role a layer names is one its kind reads, naming a tensor of the file (null: no
+    tensor)."""
+    params = layer.get("params", {})
+    if not isinstance(params, dict):
+        _fail(layer, f"params must map roles to tensor names, got {params!r:.100}")
+    allowed = PARAM_ROLES.get(layer["kind"], set())
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        _fail(layer, f"unknown parameter role(s) {unknown}; a {layer['kind']} layer reads "
+                     f"{sorted(allowed) or 'none'}")
+    for role, name in params.items():
+        if name is not None and (not isinstance(name, str) or name not in tensors):
+            _fail(layer, f"parameter {role!r} names tensor {name!r:.100}, which is not in "
+                         f"the file")
+
+
 def _lookup(layer, tensors, role):
-    """The tensor a layer names for `role`, or None (its shape is checked by the caller)."""
-    params = layer.get("params")
-    name = params.get(role) if isinstance(params, dict) else None
-    return tensors.get(name) if isinstance(name, str) else None
+    """The tensor a layer names for `role`, or None (its shape is checked by the caller;
+    _check_params made sure that a name is a tensor of the file)."""
+    name = layer.get("params", {}).get(role)
+    return None if name is None else tensors[name]
 
 
 def _tensor(layer, tensors, role, shape, optional=False):
-    name = layer["params"].get(role) if isinstance(layer.get("params"), dict) else None
-    if name is None:
+    arr = _lookup(layer, tensors, role)
+    if arr is None:
         if optional:
             return None
         _fail(layer, f"missing parameter {role!r}")
-    arr = tensors.get(name)
-    if arr is None:
-        _fail(layer, f"parameter {role!r} names tensor {name!r}, which is not in the file")
     if arr.dtype != np.float32 or arr.shape != tuple(shape):
         _fail(layer, f"parameter {role!r} must be float32 {tuple(shape)}, got {arr.dtype} "
                      f"{arr.shape}")
@@ -135,9 +159,13 @@ def _tensor(layer, tensors, role, shape, optional=False):
 
 
 def _panels_from_v1(layer, tensors, rt, D, G, H, I):
-    """A format-v1 layer's row-major Wt (I, D*G*H) and Rt (D, S, G*H; `rt`, looked up),
-    repacked in memory into the panels of format v2 (rnnrt/panels.py): the layer and
-    tensors to read instead."""
+    """A format-v1 layer's row-major Wt (I, D*G*H) and Rt (D, S, G*H; `rt`, looked up, or
+    None when the layer names none), repacked in memory into the panels of format v2
+    (rnnrt/panels.py): the layer and tensors to read instead."""
+    if any(role in layer.get("params", {}) for role in ("Wp", "Rp")):
+        _fail(layer, "has both format-v1 weights (Wt, Rt) and panels (Wp, Rp)")
+    if rt is None:
+        _fail(layer, "missing parameter 'Rt' (format-v1 weights come as Wt and Rt)")
     S = rt.shape[1] if rt.ndim == 3 else H
     wt = _tensor(layer, tensors, "Wt", (I, D * G * H))
     rt = _tensor(layer, tensors, "Rt", (D, S, G * H))
@@ -244,6 +272,7 @@ def _build(doc: dict, tensors: dict) -> Plan:
         if not isinstance(layer.get("attrs"), dict) or not isinstance(layer.get("name"), str):
             raise FormatError(f"layer {layer.get('name')!r}: attrs and name required")
         kind = layer["kind"]
+        _check_params(layer, tensors)
         op = _BUILDERS[kind](layer, tensors, read, define)
         op["kind"] = OP_CODES[kind]
         if kind == "Recurrent":
@@ -326,9 +355,9 @@ def _recurrent(layer, tensors, read, define):
     act_codes = [[_act(layer, x) for x in per] for per in acts]
 
     # The state size comes from the recurrent weights (projection makes it differ from H).
-    rt_v1 = _lookup(layer, tensors, "Rt")
-    if rt_v1 is not None:
-        layer, tensors = _panels_from_v1(layer, tensors, rt_v1, D, G, H, I)
+    if any(role in layer.get("params", {}) for role in ("Wt", "Rt")):     # format v1
+        layer, tensors = _panels_from_v1(layer, tensors, _lookup(layer, tensors, "Rt"),
+                                         D, G, H, I)
     rp = _lookup(layer, tensors, "Rp")
     S = rp.shape[3] if rp is not None and rp.ndim == 5 else H
     if S < 1:

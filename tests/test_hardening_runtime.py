@@ -207,6 +207,59 @@ def test_onnx_input_with_a_third_dynamic_axis_is_refused_at_convert(tmp_path):
     assert not (tmp_path / "m.rnnrt").exists()
 
 
+# ----------------------------------------------------------------- 6: every parameter read
+
+def stacked_doc():
+    """GRU with a constant initial state and lengths, and an LSTM with a constant c0."""
+    rng = np.random.default_rng(1)
+    u = lambda *shape: rng.uniform(-0.5, 0.5, shape).astype(np.float32)    # noqa: E731
+    g = make_recurrent("g", "gru", "forward", H, I, rng, x="x", y="y0", h0_value=u(1, 2, H),
+                       seq_lens_value=np.array([3, 1]))
+    l = make_recurrent("l", "lstm", "forward", H, H, rng, x="y0", y="y", c0_value=u(1, 2, H))
+    return packing.graph_document(ir.Graph([ir.TensorInfo("x", (None, None, I), "float32")],
+                                           [g, l], ["y0", "y"]))
+
+
+def test_stacked_doc_loads_and_uses_its_constants(tmp_path):
+    doc, tensors = stacked_doc()
+    y0 = load_doc(tmp_path, doc, tensors).run(x_of(2, 3, I))[0]
+    assert np.all(y0[1, 1:] == 0) and np.all(y0[1, 0] != 0)    # row 1's constant length 1
+
+
+@pytest.mark.parametrize("layer, role", [(0, "h0_value"), (0, "seq_lens_value"),
+                                         (1, "c0_value"), (1, "Rt"), (1, "Wt"), (0, "P")])
+def test_parameter_naming_a_missing_tensor_is_refused(tmp_path, layer, role):
+    """h0_value, c0_value, seq_lens_value and a v1 Rt naming no tensor were ignored: the
+    model ran from zeros or full lengths."""
+    doc, tensors = stacked_doc()
+    doc["layers"][layer]["params"][role] = "gone"
+    msg = format_error(tmp_path, doc, tensors)
+    assert repr(doc["layers"][layer]["name"]) in msg and repr(role) in msg and "'gone'" in msg
+
+
+def test_parameter_naming_a_non_string_is_refused(tmp_path):
+    doc, tensors = stacked_doc()
+    doc["layers"][0]["params"]["h0_value"] = 7
+    assert "'h0_value'" in format_error(tmp_path, doc, tensors)
+
+
+def test_unknown_parameter_roles_are_refused(tmp_path):
+    doc, tensors = stacked_doc()
+    doc["layers"][1]["params"]["h0_valu"] = doc["layers"][0]["params"]["h0_value"]
+    msg = format_error(tmp_path, doc, tensors)
+    assert "'l'" in msg and "unknown parameter role" in msg and "h0_valu" in msg
+    doc, tensors = dense_doc([None, None, I])
+    doc["layers"][0]["params"]["table"] = doc["layers"][0]["params"]["kernel"]
+    assert "'table'" in format_error(tmp_path, doc, tensors)
+
+
+def test_v1_weights_beside_panels_are_refused(tmp_path):
+    doc, tensors = stacked_doc()
+    tensors["l.Rt"] = np.zeros((1, H, 4 * H), np.float32)
+    doc["layers"][1]["params"]["Rt"] = "l.Rt"
+    assert "Wt" in format_error(tmp_path, doc, tensors)
+
+
 # ----------------------------------------------------------------- 8: typed errors from files
 
 @pytest.mark.parametrize("dim", [2 ** 31, 2 ** 40, True, -1, 2.0])
