@@ -83,6 +83,12 @@ def _as_array(name: str, value, dtype: str) -> np.ndarray:
     if dtype in ("int64", "int32") and kind not in "iu":
         raise InputError(f"input {name!r}: expected integer {dtype} values (token ids or "
                          f"lengths), got dtype {arr.dtype}")
+    if dtype in ("int64", "int32") and arr.size and not np.can_cast(arr.dtype, dtype):
+        # The cast below would wrap (2**32 + 1 -> 1 as int32): refuse what does not fit.
+        info, lo, hi = np.iinfo(dtype), arr.min(), arr.max()
+        if lo < info.min or hi > info.max:
+            raise InputError(f"input {name!r}: values must fit {dtype} ({info.min}.."
+                             f"{info.max}), got {lo}..{hi} (dtype {arr.dtype})")
     return np.ascontiguousarray(arr, dtype=_DTYPES[dtype])
 
 

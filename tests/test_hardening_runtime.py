@@ -260,6 +260,27 @@ def test_v1_weights_beside_panels_are_refused(tmp_path):
     assert "Wt" in format_error(tmp_path, doc, tensors)
 
 
+# ----------------------------------------------------------------- 7: integers that wrap
+
+def test_sequence_lengths_beyond_int32_are_refused(tmp_path):
+    """2**32 + 1 was cast to int32 and ran as length 1."""
+    model = save_and_load(lstm_graph(seq_lens="lens"), tmp_path)
+    x = x_of(2, 3, I)
+    for lens in (np.array([2 ** 32 + 1, 2]), np.array([-2 ** 32 + 1, 2]),
+                 np.array([2 ** 63, 2], np.uint64)):
+        msg = input_error(model.run, {"x": x, "lens": lens})
+        assert "'lens'" in msg and "int32" in msg and str(lens.max()) in msg
+    model.run({"x": x, "lens": np.array([3, 2], np.int64)})     # values that fit are fine
+
+
+def test_token_ids_beyond_int64_are_refused(token_model):
+    ids = np.array([[2 ** 63 + 1, 1]], np.uint64)
+    msg = input_error(token_model.run, ids)
+    assert "'ids'" in msg and "int64" in msg and str(2 ** 63 + 1) in msg
+    msg = input_error(token_model.stream_pool(1).step, [0], np.array([2 ** 63 + 1], np.uint64))
+    assert "int64" in msg
+
+
 # ----------------------------------------------------------------- 8: typed errors from files
 
 @pytest.mark.parametrize("dim", [2 ** 31, 2 ** 40, True, -1, 2.0])
