@@ -20,6 +20,7 @@ cdef extern from "rnnrt.h" nogil:
         int cell, D, G, H, In, S
         int lbr, input_forget, reverse_only
         int time_major, y_layout, state_layout, step_order, masked_carry
+        int empty_zero
         float clip
         rnnrt_act act[2][3]
         const float *Wp
@@ -245,6 +246,7 @@ cdef class Engine:
                 op.rec.reverse_only, op.rec.time_major = r["reverse_only"], r["time_major"]
                 op.rec.y_layout, op.rec.state_layout = r["y_layout"], r["state_layout"]
                 op.rec.step_order, op.rec.masked_carry = r["step_order"], r["masked_carry"]
+                op.rec.empty_zero = r["empty_zero"]
                 op.rec.clip = r["clip"]
                 for d in range(2):
                     for j in range(3):

@@ -346,6 +346,10 @@ def _recurrent(layer, tensors, read, define):
     if clip is not None and not (np.isfinite(clip) and clip > 0):
         _fail(layer, "clip must be a positive number")
     lbr = _attr(layer, "linear_before_reset", (bool,))
+    empty_state = _attr(layer, "empty_state", (str,), optional=True)
+    empty_state = "initial" if empty_state is None else empty_state   # files before it
+    if empty_state not in ir.EMPTY_STATES:
+        _fail(layer, f"empty_state must be one of {ir.EMPTY_STATES}, got {empty_state!r}")
     input_forget = _attr(layer, "input_forget", (bool,))
     acts = a.get("activations")
     n_act = ir.NUM_ACTIVATIONS[cell]
@@ -451,7 +455,8 @@ def _recurrent(layer, tensors, read, define):
                input_forget=int(input_forget), reverse_only=int(direction == "reverse"),
                time_major=int(tm), y_layout=Y_LAYOUT_CODES[y_layout],
                state_layout=int(state_layout == "bdh"), step_order=int(order == "step"),
-               masked_carry=int(masked == "carry"), clip=float(clip or 0.0), **params,
+               masked_carry=int(masked == "carry"), empty_zero=int(empty_state == "zero"),
+               clip=float(clip or 0.0), **params,
                h0v=consts["h0_value"], c0v=consts["c0_value"], lensv=lens_v)
     # acts[d] = (f, g, h) of direction d, padded with linear to 2 directions x 3.
     rec["acts"] = [(act_codes[d] + [(0, 0.0, 0.0)] * 3)[:3] for d in range(D)]

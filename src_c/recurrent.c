@@ -312,21 +312,23 @@ static void run_direction(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io
     int c0 = u.u0, cn = u.u1 - u.u0;
     size_t sbytes = sizeof(float) * sn, cbytes = sizeof(float) * cn;
 
-    /* Initial state; lengths bound the number of steps this block runs. */
+    /* Initial state; lengths bound the number of steps this block runs. A row of length 0
+     * never steps: its final state is its initial one, or zeros (empty_zero). */
     int steps = 0;
     for (int bi = 0; bi < rows; bi++) {
         int b = b0 + bi;
         int L = io->lens ? io->lens[b] : T;
+        int from_zero = r->empty_zero && L == 0;
         steps = L > steps ? L : steps;
         float *h = w->h + (long)bi * S + s0;
-        if (io->h0) {
+        if (io->h0 && !from_zero) {
             memcpy(h, io->h0 + state_offset(r, B, b, d, S) + s0, sbytes);
         } else {
             memset(h, 0, sbytes);
         }
         if (r->cell == CELL_LSTM) {
             float *c = w->c + (long)bi * H + c0;
-            if (io->c0) {
+            if (io->c0 && !from_zero) {
                 memcpy(c, io->c0 + state_offset(r, B, b, d, H) + c0, cbytes);
             } else {
                 memset(c, 0, cbytes);

@@ -394,3 +394,70 @@ def test_thread_counts_up_to_the_cap_are_taken(float_model):
     assert "num_threads must lie in 1.." + str(cap) in input_error(
         rnnrt.load, float_model.path, num_threads=cap + 1)
     assert 1 <= rnnrt.load(float_model.path).num_threads <= cap
+
+
+# ----------------------------------------------------------------- 12: rows of length 0
+
+ORT_OPS = [("LSTM", d) for d in ("forward", "reverse", "bidirectional")] + \
+          [("GRU", "forward"), ("RNN", "bidirectional")]
+
+
+@pytest.mark.parametrize("op, direction", ORT_OPS)
+def test_row_of_length_zero_ends_as_onnxruntime_ends_it(tmp_path, op, direction):
+    """Y_h / Y_c of a row of length 0 were its initial state; onnxruntime gives zeros. Batch
+    9 with 2 threads also takes the step-wise input projection (8 rows or more)."""
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(5)
+    G = {"LSTM": 4, "GRU": 3, "RNN": 1}[op]
+    D = 2 if direction == "bidirectional" else 1
+    T, B = 4, 9
+    weights = {"W": rng.standard_normal((D, G * H, I)), "R": rng.standard_normal((D, G * H, H)),
+               "B": rng.standard_normal((D, 2 * G * H))}
+    inits = [numpy_helper.from_array(v.astype(np.float32), k) for k, v in weights.items()]
+    states = ["h0", "c0"] if op == "LSTM" else ["h0"]
+    inputs = [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["T", "N", I]),
+              helper.make_tensor_value_info("lens", TensorProto.INT32, ["N"])]
+    inputs += [helper.make_tensor_value_info(s, TensorProto.FLOAT, [D, "N", H]) for s in states]
+    outputs = ["Y", "Y_h"] + (["Y_c"] if op == "LSTM" else [])
+    node = helper.make_node(op, ["X", "W", "R", "B", "lens"] + states, outputs, hidden_size=H,
+                            direction=direction)
+    graph = helper.make_graph([node], "g", inputs,
+                              [helper.make_tensor_value_info(o, TensorProto.FLOAT, None)
+                               for o in outputs], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    feeds = {"X": x_of(T, B, I), "lens": np.array([0, 2, 4, 0, 1, 3, 4, 0, 2], np.int32)}
+    feeds.update({s: rng.standard_normal((D, B, H)).astype(np.float32) for s in states})
+    want = ort.InferenceSession(str(tmp_path / "m.onnx"),
+                                providers=["CPUExecutionProvider"]).run(None, feeds)
+    rnnrt.convert(tmp_path / "m.onnx", tmp_path / "m.rnnrt")
+    got = rnnrt.load(tmp_path / "m.rnnrt", num_threads=2).run(feeds)
+    for name, w, g in zip(outputs, want, got):
+        assert np.abs(w - g).max() <= 1e-5, name
+    assert np.all(got[1][:, [0, 3, 7]] == 0)
+
+
+def test_empty_state_is_an_ir_option(tmp_path):
+    """"initial" (Keras, PyTorch, and files written before the option) keeps a length-0
+    row's initial state; "zero" (ONNX) ends it in zeros; other values are refused."""
+    rng = np.random.default_rng(3)
+    h0 = rng.uniform(-1, 1, (1, 2, H)).astype(np.float32)
+    feeds = {"x": x_of(2, 3, I)}
+    results = {}
+    for empty in ir.EMPTY_STATES:
+        layer = make_recurrent("rec", "gru", "forward", H, I, np.random.default_rng(0),
+                               x="x", h_n="h", h0_value=h0, seq_lens_value=np.array([0, 3]),
+                               empty_state=empty)
+        graph = ir.Graph([ir.TensorInfo("x", (None, None, I), "float32")], [layer], ["h"])
+        results[empty] = save_and_load(graph, tmp_path, f"{empty}.rnnrt").run(feeds)[0]
+    assert np.array_equal(results["initial"][0, 0], h0[0, 0])
+    assert np.all(results["zero"][0, 0] == 0)
+    assert np.array_equal(results["zero"][0, 1], results["initial"][0, 1])
+    doc, tensors = packing.graph_document(graph)
+    del doc["layers"][0]["attrs"]["empty_state"]           # a file from before the option
+    assert np.array_equal(load_doc(tmp_path, doc, tensors).run(feeds)[0], results["initial"])
+    doc["layers"][0]["attrs"]["empty_state"] = "zeros"
+    assert "empty_state" in format_error(tmp_path, doc, tensors)
