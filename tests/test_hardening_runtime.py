@@ -461,3 +461,71 @@ def test_empty_state_is_an_ir_option(tmp_path):
     assert np.array_equal(load_doc(tmp_path, doc, tensors).run(feeds)[0], results["initial"])
     doc["layers"][0]["attrs"]["empty_state"] = "zeros"
     assert "empty_state" in format_error(tmp_path, doc, tensors)
+
+
+# ----------------------------------------------------------------- 13: sigmoid, tanh limits
+
+EXTREMES = np.array([-np.inf, -1e4, -100, -89, -88.8, -88.5, -88, -87, -20, -1, 0, 1, 20, 87,
+                     88, 88.5, 88.8, 89, 100, 1e4, np.inf, np.nan], np.float32)
+
+
+def at_extremes(values):
+    """values[k] is f(EXTREMES[k]): the function x -> f(x) for x among them."""
+    return lambda x: float(values[np.flatnonzero(EXTREMES == np.float32(x))[0]])
+
+
+def f32(values):
+    return np.asarray(values, np.float64).astype(np.float32).astype(np.float64)
+
+
+def sigmoid64(x):
+    with np.errstate(over="ignore"):
+        return 1 / (1 + np.exp(-x.astype(np.float64)))
+
+
+def assert_matches(got, want, what):
+    got, want = np.asarray(got, np.float64), f32(want)
+    assert np.array_equal(np.isnan(got), np.isnan(want)), what
+    ok = ~np.isnan(want)
+    err = np.abs(got[ok] - want[ok])
+    assert err.max() <= 1e-6, (what, float(err.max()))
+
+
+def run_activation(tmp_path, name, x):
+    layer = ir.Activation("act", "x", "y", ir.Act.of(name))
+    g = ir.Graph([ir.TensorInfo("x", (None, x.size), "float32")], [layer], ["y"])
+    return save_and_load(g, tmp_path, f"{name}.rnnrt").run(x[None])[0][0]
+
+
+def test_sigmoid_and_tanh_reach_their_limits(tmp_path):
+    """The sigmoid stopped at 6.1e-39 for inputs under -88 (e^x clamped at e^88)."""
+    sig = run_activation(tmp_path, "sigmoid", EXTREMES)
+    assert_matches(sig, sigmoid64(EXTREMES), "sigmoid")
+    at = at_extremes(sig)
+    assert at(-np.inf) == 0.0 and at(np.inf) == 1.0 and at(-1e4) == 0.0 and at(1e4) == 1.0
+    assert at(-100) <= 1e-43        # float32's own value is 3.8e-44 (a subnormal)
+    assert at(-88.8) <= 3e-39 and at(-88) == pytest.approx(6.05e-39, rel=1e-3)
+    th = run_activation(tmp_path, "tanh", EXTREMES)
+    assert_matches(th, np.tanh(EXTREMES.astype(np.float64)), "tanh")
+    assert th[0] == -1.0 and th[-2] == 1.0 and np.isnan(th[-1])
+
+
+def test_fused_lstm_cell_reaches_the_limits(tmp_path):
+    """The fused cell pass (cells.c) at the same inputs: one unit whose input gate sees x,
+    output and candidate gates -x (weights +-1, so an infinite x makes no 0 * inf), one step
+    from a zero state: c = sigmoid(x) tanh(-x), h = sigmoid(-x) tanh(c)."""
+    n = EXTREMES.size
+    W = np.zeros((1, 4, 1), np.float32)
+    W[0, :, 0] = [1, -1, 1, -1]                          # gates i, o, f, c
+    layer = ir.Recurrent("rec", "lstm", "forward", 1, 1, "x", W, np.zeros((1, 4, 1), np.float32),
+                         np.zeros((1, 4), np.float32), np.zeros((1, 4), np.float32),
+                         activations=[[ir.Act.of(a) for a in ir.DEFAULT_ACTIVATIONS["lstm"]]],
+                         h_n="h", c_n="c")
+    graph = ir.Graph([ir.TensorInfo("x", (None, None, 1), "float32")], [layer], ["h", "c"])
+    h, c = save_and_load(graph, tmp_path).run(EXTREMES.reshape(n, 1, 1))
+    x = EXTREMES.astype(np.float64)
+    want_c = f32(sigmoid64(x)) * f32(np.tanh(-x))
+    assert_matches(c[0, :, 0], want_c, "c")
+    assert_matches(h[0, :, 0], f32(sigmoid64(-x)) * np.tanh(f32(want_c)), "h")
+    at = at_extremes(c[0, :, 0])
+    assert at(-np.inf) == 0.0 and at(-100) <= 1e-43 and at(np.inf) == -1.0
