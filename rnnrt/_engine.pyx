@@ -20,6 +20,7 @@ cdef extern from "rnnrt.h" nogil:
         int cell, D, G, H, In, S
         int lbr, input_forget, reverse_only
         int time_major, y_layout, state_layout, step_order, masked_carry
+        int empty_zero
         float clip
         rnnrt_act act[2][3]
         const float *Wp
@@ -163,6 +164,10 @@ cdef extern from "rnnrt.h" nogil:
                           void (*fn)(void *ctx, int phase, int share, int slot) noexcept nogil,
                           void *ctx)
     int RNNRT_MAX_SHARES
+    int RNNRT_MAX_THREADS
+
+
+MAX_THREADS = RNNRT_MAX_THREADS     # threads one call may use, the caller included
 
 
 def workers_info():
@@ -332,6 +337,7 @@ cdef class Engine:
                 op.rec.reverse_only, op.rec.time_major = r["reverse_only"], r["time_major"]
                 op.rec.y_layout, op.rec.state_layout = r["y_layout"], r["state_layout"]
                 op.rec.step_order, op.rec.masked_carry = r["step_order"], r["masked_carry"]
+                op.rec.empty_zero = r["empty_zero"]
                 op.rec.clip = r["clip"]
                 for d in range(2):
                     for j in range(3):
@@ -450,6 +456,12 @@ cdef inline bint is_native_float32(cnp.ndarray a):
             cnp.PyArray_IS_C_CONTIGUOUS(a))
 
 
+cdef inline bint is_writeable(cnp.ndarray a):
+    """Whether a step may write into a: a read-only array (a view of bytes, a read-only
+    mmap) is not, whatever its type."""
+    return cnp.PyArray_FLAGS(a) & cnp.NPY_ARRAY_WRITEABLE
+
+
 cdef class Busy:
     """The busy mark of a Stream: taken by one caller at a time and never waited for (a
     second caller is told, not blocked). It is tested and set with the GIL held and no Python
@@ -474,10 +486,11 @@ cdef enum:
 
 cdef class Stepper:
     """A stream's one-step call with everything bound once: its buffers, states and
-    workspace. `step` is Stream.step for a model with one float input: its fast path
-    checks the arrays' type, shape and contiguity in C, takes the stream's Busy mark,
-    copies the row in, runs the plan (GIL released) and copies the first output out, with no
-    allocation beyond the output array (none with `out=`)."""
+    workspace. `step` is Stream.step for a model with one float input and a float32 first
+    output: its fast path checks the arrays' type, shape and contiguity (and that `out` is
+    writeable) in C, takes the stream's Busy mark, copies the row in, runs the plan (GIL
+    released) and copies the first output out, with no allocation beyond the output array
+    (none with `out=`)."""
     cdef Engine engine
     cdef rnnrt_call call
     cdef int T[RNNRT_MAX_TIMES]
@@ -496,6 +509,9 @@ cdef class Stepper:
     def __cinit__(self, Engine engine, list buffers, int B, Ts, int nthreads,
                   cnp.ndarray work, list states_h, list states_c, int in_slot, int out_slot,
                   Busy busy, busy_error):
+        for slot in (in_slot, out_slot):    # the copies below move floats
+            if not is_native_float32(<cnp.ndarray>buffers[slot]):
+                raise ValueError(f"Stepper: slot {slot} is not a float32 buffer")
         self.engine = engine
         self.keep = [buffers, work, states_h, states_c]
         fill_times(self.T, Ts)
@@ -541,8 +557,8 @@ cdef class Stepper:
 
     def step(self, x, out=None):
         """Stream.step: the C path when x is a native float32 C-contiguous array of an
-        accepted shape and out is None or such an array of the output's shape; else the
-        stream's general path (`general`), which checks and explains."""
+        accepted shape and out is None or such a writeable array of the output's shape; else
+        the stream's general path (`general`), which checks and explains."""
         result = self.fast_step(x, out)
         return self.general(x, out) if result is None else result
 
@@ -564,7 +580,7 @@ cdef class Stepper:
         if out is None:
             oa = cnp.PyArray_EMPTY(self.ndim[2 + k], self.shapes[2 + k], cnp.NPY_FLOAT32, 0)
         elif type(out) is np.ndarray and self.has_shape(<cnp.ndarray>out, 2 + k) and \
-                is_native_float32(<cnp.ndarray>out):
+                is_native_float32(<cnp.ndarray>out) and is_writeable(<cnp.ndarray>out):
             oa = <cnp.ndarray>out
         else:
             return None

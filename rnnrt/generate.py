@@ -29,6 +29,7 @@ Every argument is checked here with a typed error (InputError) before the C call
 
 from __future__ import annotations
 
+import math
 import secrets
 from typing import NamedTuple
 
@@ -37,7 +38,7 @@ import numpy as np
 from . import _blas, plan  # noqa: F401  (_blas loads OpenBLAS; it must precede _engine)
 from ._engine import rng_draws  # noqa: F401  (the generator's raw numbers, for tests)
 from .errors import InputError, RnnrtError
-from .model import Model, _as_array, _step_spec
+from .model import Model, _as_array, _check_memory, _step_spec
 
 _SOFTMAX = plan.ACT_CODES["softmax"]
 _MODES = {"tokens": 0, "forecast": 1}       # GEN_TOKENS, GEN_FORECAST in src_c/rnnrt.h
@@ -147,7 +148,7 @@ def generate(model: Model, prompt, steps, *, temperature=0.0, top_k=None, seed=N
         top_k = 0 if top_k is None else _int("top_k", top_k, 1, V)
         stop = -1 if stop is None else _int("stop", stop, 0, V - 1)
         seed = secrets.randbits(64) if seed is None else _int("seed", seed, 0, 2 ** 64 - 1)
-        result = np.empty(steps, np.int64)
+        result_shape, result_dtype = (steps,), np.int64
     else:
         given = [name for name, value, default in (("temperature", temperature, 0.0),
                                                    ("top_k", top_k, None),
@@ -158,9 +159,14 @@ def generate(model: Model, prompt, steps, *, temperature=0.0, top_k=None, seed=N
                              f"forecasts {fb.width} values per step")
         prompt = _forecast_prompt(prompt, p.inputs[fb.in_slot].name, fb.width)
         temperature, top_k, stop, seed = 0.0, 0, -1, 0
-        result = np.empty((steps, fb.width), np.float32)
+        result_shape, result_dtype = (steps, fb.width), np.float32
 
     spec = _step_spec(model)
+    scratch_size = 2 * fb.width if fb.mode == "tokens" else 1
+    result_bytes = np.dtype(result_dtype).itemsize * math.prod(result_shape)
+    work = _check_memory(model, f"generate() of {steps} steps", 1, spec.Ts, 1,
+                         skip=spec.unbuffered, states=1, extra=result_bytes + 8 * scratch_size)
+    result = np.empty(result_shape, result_dtype)
     buffers = [None if i in spec.unbuffered else np.zeros(s.concrete(1, spec.Ts), s.dtype)
                for i, s in enumerate(p.slots)]
     # One sequence, from the model's initial state (zeros, or its constant one).
@@ -168,8 +174,8 @@ def generate(model: Model, prompt, steps, *, temperature=0.0, top_k=None, seed=N
     states_c = [spec.start_state(f"{name}.c", 1)[None].copy() if cell == "lstm"
                 else np.zeros((1, 1, H), np.float32)
                 for name, cell, D, H, S, _ in p.recurrent]
-    work = np.empty(model._engine.work_floats(1, spec.Ts, 1), np.float32)
-    scratch = np.empty(2 * fb.width if fb.mode == "tokens" else 1, np.float64)
+    work = np.empty(work, np.float32)
+    scratch = np.empty(scratch_size, np.float64)
     made, failed = model._engine.generate(
         buffers, spec.Ts, work, states_h, states_c, _MODES[fb.mode], fb.in_slot, fb.out_slot,
         fb.width, int(fb.probs), float(temperature), top_k, stop, seed, prompt,

@@ -49,7 +49,9 @@ h_last of one layer can start another.
 
 Sequence lengths and masks. seq_lens (B,) int32 limits row b to its first L_b steps: a
 forward direction processes t = 0..L_b-1, a reverse one t = L_b-1..0; outputs at t >= L_b are
-zero and the final state is the state after the last processed step. mask (B, T) uint8, where
+zero and the final state is the state after the last processed step; a row of length 0
+has no step, and its final state is its initial state (empty_state="initial") or zeros
+(empty_state="zero", what ONNX runtimes return). mask (B, T) uint8, where
 0 at (b, t) means "skip": the state is carried unchanged and the output there is zero
 (masked_output="zero") or the carried hidden state (masked_output="carry").
 y is indexed by input time (output_order="time"), or, for a reverse direction, by
@@ -97,6 +99,7 @@ ROW_WISE = ("softmax", "log_softmax")
 Y_LAYOUTS = ("btf", "tbf", "tdbh", "btdh")
 STATE_LAYOUTS = ("dbh", "bdh")
 MERGE_MODES = ("concat", "sum", "mul", "ave")
+EMPTY_STATES = ("initial", "zero")      # the final state of a row of length 0
 MAX_CONCAT_INPUTS = 5     # the C op's input slots (RNNRT_MAX_IO); importers chain more
 
 
@@ -211,6 +214,7 @@ class Recurrent(_Layer):
     state_layout: str = "dbh"
     output_order: str = "time"      # "time" | "step"
     masked_output: str = "zero"     # "zero" | "carry"
+    empty_state: str = "initial"    # "initial" | "zero": final state of a length-0 row
     seq_lens: str | None = None
     mask: str | None = None
     h0: str | None = None
@@ -251,6 +255,8 @@ class Recurrent(_Layer):
                f"state_layout must be one of {STATE_LAYOUTS}")
         _check(self.output_order in ("time", "step"), self, "output_order must be time or step")
         _check(self.masked_output in ("zero", "carry"), self, "masked_output must be zero or carry")
+        _check(self.empty_state in EMPTY_STATES, self,
+               f"empty_state must be one of {EMPTY_STATES}, got {self.empty_state!r}")
         _check(self.hidden_size >= 1 and self.input_size >= 1, self, "sizes must be >= 1")
         D, G, H, I = self.num_directions, len(GATES[self.cell]), self.hidden_size, self.input_size
         S = self.state_size

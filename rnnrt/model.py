@@ -12,7 +12,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _blas  # noqa: F401  (loads OpenBLAS first; must precede _engine)
-from . import _engine, fileformat, plan
+from . import _engine, fileformat, limits, plan
 from .errors import FormatError, InputError
 
 _DTYPES = {"float32": np.float32, "int64": np.int64, "int32": np.int32}
@@ -54,6 +54,29 @@ def default_threads() -> int:
     return max(1, n)
 
 
+def max_threads() -> int:
+    """The most threads a model takes: 4 x the cores this process may run on (its CPU
+    affinity, which a container or taskset narrows), and no more than the engine's limit.
+    Beyond that threads only queue for the cores, each with its own stack and workspace."""
+    return min(4 * usable_cores(), _engine.MAX_THREADS)
+
+
+def _thread_count(num_threads) -> int:
+    """The threads a Model runs with: num_threads, an int in 1..max_threads() (bool refused),
+    or for None default_threads(), capped at max_threads()."""
+    cap = max_threads()
+    if num_threads is None:
+        return min(default_threads(), cap)
+    if isinstance(num_threads, bool) or not isinstance(num_threads, (int, np.integer)):
+        raise InputError(f"num_threads must be a positive int, got "
+                         f"{type(num_threads).__name__} {num_threads!r}")
+    if not 1 <= num_threads <= cap:
+        raise InputError(f"num_threads must lie in 1..{cap} (4 x the {usable_cores()} cores "
+                         f"this process may use, at most {_engine.MAX_THREADS}), got "
+                         f"{num_threads}")
+    return int(num_threads)
+
+
 def _as_array(name: str, value, dtype: str) -> np.ndarray:
     """Convert one user input to the dtype the model reads, or say why it cannot."""
     try:
@@ -68,7 +91,43 @@ def _as_array(name: str, value, dtype: str) -> np.ndarray:
     if dtype in ("int64", "int32") and kind not in "iu":
         raise InputError(f"input {name!r}: expected integer {dtype} values (token ids or "
                          f"lengths), got dtype {arr.dtype}")
+    if dtype in ("int64", "int32") and arr.size and not np.can_cast(arr.dtype, dtype):
+        # The cast below would wrap (2**32 + 1 -> 1 as int32): refuse what does not fit.
+        info, lo, hi = np.iinfo(dtype), arr.min(), arr.max()
+        if lo < info.min or hi > info.max:
+            raise InputError(f"input {name!r}: values must fit {dtype} ({info.min}.."
+                             f"{info.max}), got {lo}..{hi} (dtype {arr.dtype})")
     return np.ascontiguousarray(arr, dtype=_DTYPES[dtype])
+
+
+def _check_memory(model, what: str, B: int, Ts, threads: int, *, skip=(), states=0,
+                  extra=0) -> int:
+    """InputError unless a call over B rows and time lengths Ts fits in this machine's
+    memory (rnnrt/limits.py): its slot buffers but those in `skip`, `states` copies of the
+    carried states, its workspace and `extra` bytes. Returns the workspace's floats."""
+    limits.check_c_int(B, f"{what}: the batch size")
+    for T in Ts:
+        limits.check_c_int(T, f"{what}: the time length")
+    p = model._plan
+    nbytes = p.slot_bytes(B, Ts, skip) + states * p.state_bytes(B) + extra
+    limits.check_fits(nbytes, what)     # first: it bounds the sizes work_floats multiplies
+    work = model._engine_unverified.work_floats(B, Ts, threads)
+    limits.check_fits(nbytes + 4 * work, what)
+    return work
+
+
+def _check_out(out, shape: tuple, dtype: str) -> None:
+    """`out=` of a step: a writeable, C-contiguous array of the output's dtype, in native
+    byte order, of exactly `shape` (the step writes it as raw memory), or InputError."""
+    want = f"a writeable C-contiguous {dtype} array of shape {shape}"
+    if not isinstance(out, np.ndarray):
+        raise InputError(f"out must be {want}, got {type(out).__name__}")
+    if out.dtype != np.dtype(dtype) or out.shape != shape or not out.flags.c_contiguous or \
+            not out.flags.writeable:
+        traits = [t for t, bad in (("read-only", not out.flags.writeable),
+                                   ("non-contiguous", not out.flags.c_contiguous)) if bad]
+        raise InputError(f"out must be {want}, got a {' '.join(traits + [str(out.dtype)])} "
+                         f"array of shape {out.shape}")
 
 
 def _bind(spec: plan.Slot, arr: np.ndarray, sizes: dict, drop_time=False) -> None:
@@ -122,9 +181,7 @@ class Model:
         self._engine_unverified = _engine.Engine(self._plan.ops)
         # A mapped file: each C call ends by checking that no fault hit it (it was truncated).
         self._engine_unverified.mapping = self._file.guard
-        if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
-            raise InputError(f"num_threads must be a positive int, got {num_threads!r}")
-        self.num_threads = num_threads or default_threads()
+        self.num_threads = _thread_count(num_threads)
         self._num_threads_arg = num_threads
         self._verify = verify
         slots = self._plan.slots
@@ -257,7 +314,10 @@ class Model:
                 raise InputError(f"the model reads time step {index} of its sequence, which "
                                  f"does not exist in a sequence of {Ts[tsym]} steps")
         slot_shapes = [(s.concrete(B, Ts), s.dtype) for s in self._plan.slots[len(arrays):]]
-        return B, Ts, slot_shapes, engine.work_floats(B, Ts, threads)
+        shown = Ts[0] if len(Ts) == 1 else Ts
+        work = _check_memory(self, f"run() on a batch of {B} and time {shown}", B, Ts,
+                             threads, skip=range(len(arrays)))
+        return B, Ts, slot_shapes, work
 
     def __call__(self, x) -> np.ndarray:
         return self.run(x)[0]
@@ -441,7 +501,7 @@ class Stream:
 
     def __init__(self, model: Model, batch_size: int):
         spec = _step_spec(model)
-        if not isinstance(batch_size, int) or batch_size < 1:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InputError(f"batch_size must be a positive int, got {batch_size!r}")
         self.model = model
         self.batch_size = B = batch_size
@@ -450,6 +510,9 @@ class Stream:
         self._step_inputs = spec.step_inputs
         self._step_names = spec.step_names
         self._Ts = spec.Ts
+        self._threads = model.num_threads   # the engine decides how to use them
+        work = _check_memory(model, f"a stream of batch {B}", B, self._Ts, self._threads,
+                             skip=spec.unbuffered, states=1)
         self._buffers = [None if i in spec.unbuffered
                          else np.zeros(s.concrete(B, self._Ts), s.dtype)
                          for i, s in enumerate(p.inputs)]
@@ -458,16 +521,19 @@ class Stream:
         self._h = [np.zeros((1, B, S), np.float32) for (_, _, _, H, S, _) in p.recurrent]
         self._c = [np.zeros((1, B, H), np.float32) for (_, _, _, H, S, _) in p.recurrent]
         self._restart()
-        self._threads = model.num_threads   # the engine decides how to use them
-        self._work = np.empty(model._engine.work_floats(B, self._Ts, self._threads), np.float32)
+        model._verified_for_use()           # as the steps would: a damaged model is refused
+        self._work = np.empty(work, np.float32)
         # The first output without its time axis; without its batch axis too for a
         # (features,) x_t at batch size 1.
         self._out_shape = tuple(B if d == plan.BATCH else d for d in spec.out_axes)
         self._out_shape_unbatched = tuple(d for d in spec.out_axes if d != plan.BATCH)
+        self._out_dtype = p.slots[p.outputs[0]].dtype
         self._busy = _engine.Busy()
-        # The fast path of step() for one float input: everything bound once in C.
+        # The fast path of step() for one float input and a float first output (not a
+        # Masking layer's uint8 mask): everything bound once in C.
         self._stepper = None
-        if len(spec.step_inputs) == 1 and p.inputs[spec.step_inputs[0]].dtype == "float32":
+        if len(spec.step_inputs) == 1 and p.inputs[spec.step_inputs[0]].dtype == "float32" \
+                and self._out_dtype == "float32":
             i = spec.step_inputs[0]
             self._stepper = _engine.Stepper(model._engine, self._buffers, B, self._Ts,
                                             self._threads, self._work, self._h, self._c,
@@ -545,11 +611,8 @@ class Stream:
         """step() for any input the C path does not take: checks and explains."""
         arrays, unbatched = self._spec.read_inputs(self.model, x_t, self.batch_size, True)
         shape = self._out_shape_unbatched if unbatched else self._out_shape
-        if out is not None and (not isinstance(out, np.ndarray) or out.shape != shape
-                                or out.dtype != np.float32):
-            raise InputError(f"out must be a float32 array of shape {shape}, got "
-                             f"{getattr(out, 'dtype', type(out).__name__)} "
-                             f"{getattr(out, 'shape', '')}")
+        if out is not None:
+            _check_out(out, shape, self._out_dtype)
         if not self._busy.acquire():
             raise _busy_error()
         try:

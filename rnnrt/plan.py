@@ -10,11 +10,12 @@ symbol; a layer reading two sequences requires the same symbol for both.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from . import ir
+from . import ir, limits
 from .panels import PANEL, gate_panels, panel_count
 from .errors import FormatError
 
@@ -70,6 +71,16 @@ class Plan:
     recurrent: list        # (layer name, cell, D, H, S, direction) per recurrent op
     num_times: int         # how many time symbols the inputs bring
 
+    def slot_bytes(self, B: int, Ts, skip=()) -> int:
+        """Bytes of the slots (but the indices in `skip`) for batch B and time lengths Ts."""
+        return sum(math.prod(s.concrete(B, Ts)) * np.dtype(s.dtype).itemsize
+                   for i, s in enumerate(self.slots) if i not in skip)
+
+    def state_bytes(self, B: int) -> int:
+        """Bytes of the states a stream of B rows carries: h and c of each recurrent layer
+        (a c of H floats for every cell kind, as Stream keeps them)."""
+        return sum(4 * B * (S + H) for _, _, _, H, S, _ in self.recurrent)
+
 
 def _fail(layer, msg):
     raise FormatError(f"layer {layer.get('name')!r} ({layer.get('kind')}): {msg}")
@@ -101,22 +112,46 @@ def _act(layer, d, row_wise_ok=False):
     return (ACT_CODES[name], float(alpha), float(beta))
 
 
+# The parameter roles each kind of layer reads (Recurrent: format v2 panels, or format v1
+# row-major Wt / Rt). The builders read every role a layer names, so a file whose params
+# name another role, or a tensor it does not hold, is refused rather than run without it.
+PARAM_ROLES = {
+    "Recurrent": {"Wp", "Rp", "Wt", "Rt", "b", "rbh", "P", "Projt", "h0_value", "c0_value",
+                  "seq_lens_value"},
+    "Embedding": {"table"}, "Dense": {"kernel", "bias"},
+}
+
+
+def _check_params(layer, tensors):
+    """Each role a layer names is one its kind reads, naming a tensor of the file (null: no
+    tensor)."""
+    params = layer.get("params", {})
+    if not isinstance(params, dict):
+        _fail(layer, f"params must map roles to tensor names, got {params!r:.100}")
+    allowed = PARAM_ROLES.get(layer["kind"], set())
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        _fail(layer, f"unknown parameter role(s) {unknown}; a {layer['kind']} layer reads "
+                     f"{sorted(allowed) or 'none'}")
+    for role, name in params.items():
+        if name is not None and (not isinstance(name, str) or name not in tensors):
+            _fail(layer, f"parameter {role!r} names tensor {name!r:.100}, which is not in "
+                         f"the file")
+
+
 def _lookup(layer, tensors, role):
-    """The tensor a layer names for `role`, or None (its shape is checked by the caller)."""
-    params = layer.get("params")
-    name = params.get(role) if isinstance(params, dict) else None
-    return tensors.get(name) if isinstance(name, str) else None
+    """The tensor a layer names for `role`, or None (its shape is checked by the caller;
+    _check_params made sure that a name is a tensor of the file)."""
+    name = layer.get("params", {}).get(role)
+    return None if name is None else tensors[name]
 
 
 def _tensor(layer, tensors, role, shape, optional=False):
-    name = layer["params"].get(role) if isinstance(layer.get("params"), dict) else None
-    if name is None:
+    arr = _lookup(layer, tensors, role)
+    if arr is None:
         if optional:
             return None
         _fail(layer, f"missing parameter {role!r}")
-    arr = tensors.get(name)
-    if arr is None:
-        _fail(layer, f"parameter {role!r} names tensor {name!r}, which is not in the file")
     if arr.dtype != np.float32 or arr.shape != tuple(shape):
         _fail(layer, f"parameter {role!r} must be float32 {tuple(shape)}, got {arr.dtype} "
                      f"{arr.shape}")
@@ -124,9 +159,13 @@ def _tensor(layer, tensors, role, shape, optional=False):
 
 
 def _panels_from_v1(layer, tensors, rt, D, G, H, I):
-    """A format-v1 layer's row-major Wt (I, D*G*H) and Rt (D, S, G*H; `rt`, looked up),
-    repacked in memory into the panels of format v2 (rnnrt/panels.py): the layer and
-    tensors to read instead."""
+    """A format-v1 layer's row-major Wt (I, D*G*H) and Rt (D, S, G*H; `rt`, looked up, or
+    None when the layer names none), repacked in memory into the panels of format v2
+    (rnnrt/panels.py): the layer and tensors to read instead."""
+    if any(role in layer.get("params", {}) for role in ("Wp", "Rp")):
+        _fail(layer, "has both format-v1 weights (Wt, Rt) and panels (Wp, Rp)")
+    if rt is None:
+        _fail(layer, "missing parameter 'Rt' (format-v1 weights come as Wt and Rt)")
     S = rt.shape[1] if rt.ndim == 3 else H
     wt = _tensor(layer, tensors, "Wt", (I, D * G * H))
     rt = _tensor(layer, tensors, "Rt", (D, S, G * H))
@@ -136,6 +175,11 @@ def _panels_from_v1(layer, tensors, rt, D, G, H, I):
                params["Wp"]: gate_panels(wt.reshape(I, D, G * H).transpose(1, 2, 0), G, H),
                params["Rp"]: gate_panels(rt.transpose(0, 2, 1), G, H)}
     return {**layer, "params": params}, tensors
+
+
+def _is_size(d) -> bool:
+    """Whether d is a fixed axis size the kernels can take (a C int; JSON true is no size)."""
+    return isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= limits.C_INT_MAX
 
 
 def input_shape(info: dict, time_major: bool, time: str) -> tuple:
@@ -202,11 +246,19 @@ def _build(doc: dict, tensors: dict) -> Plan:
         if not isinstance(info, dict) or info.get("dtype") not in ("float32", "int64", "int32"):
             raise FormatError(f"bad graph input {info!r}")
         shape = info.get("shape")
-        if not isinstance(shape, list) or not all(
-                d is None or isinstance(d, str) or (isinstance(d, int) and d >= 0) for d in shape):
-            raise FormatError(f"bad shape for graph input {info.get('name')!r}: {shape!r}")
+        if not isinstance(shape, list) or not all(d is None or isinstance(d, str) or _is_size(d)
+                                                  for d in shape):
+            raise FormatError(f"bad shape for graph input {info.get('name')!r}: {shape!r:.200}; "
+                              f"each axis must be null or a name (dynamic), or an int in "
+                              f"0..{limits.C_INT_MAX}")
         time = time_symbol(num_times)
         sym = input_shape(info, _first_time_major(doc, info.get("name")), time)
+        if sym.count(BATCH) > 1:
+            # A second batch axis would be sized by the call but indexed by no kernel.
+            raise FormatError(f"graph input {info.get('name')!r}: shape {shape!r} has dynamic "
+                              f"axes {[i for i, d in enumerate(sym) if not isinstance(d, int)]}"
+                              f"; rnnrt runs one dynamic axis (the batch), or two when they "
+                              f"are the first two (batch and time)")
         num_times += time in sym
         define(info.get("name"), sym, info["dtype"])
         inputs.append(slots[-1])
@@ -220,6 +272,7 @@ def _build(doc: dict, tensors: dict) -> Plan:
         if not isinstance(layer.get("attrs"), dict) or not isinstance(layer.get("name"), str):
             raise FormatError(f"layer {layer.get('name')!r}: attrs and name required")
         kind = layer["kind"]
+        _check_params(layer, tensors)
         op = _BUILDERS[kind](layer, tensors, read, define)
         op["kind"] = OP_CODES[kind]
         if kind == "Recurrent":
@@ -233,7 +286,11 @@ def _build(doc: dict, tensors: dict) -> Plan:
         if name not in index:
             raise FormatError(f"graph output {name!r} is not produced by any layer")
         outputs.append(index[name])
-    return Plan(slots, ops, inputs, outputs, recurrent, num_times)
+    p = Plan(slots, ops, inputs, outputs, recurrent, num_times)
+    # Fixed axes (up to 2**31 - 1 each) can make even one row of one step too big to run.
+    limits.check_fits(p.slot_bytes(1, [1] * num_times) + p.state_bytes(1),
+                      "the graph: one sequence of one step", FormatError)
+    return p
 
 
 def _rows(layer, shape):
@@ -289,6 +346,10 @@ def _recurrent(layer, tensors, read, define):
     if clip is not None and not (np.isfinite(clip) and clip > 0):
         _fail(layer, "clip must be a positive number")
     lbr = _attr(layer, "linear_before_reset", (bool,))
+    empty_state = _attr(layer, "empty_state", (str,), optional=True)
+    empty_state = "initial" if empty_state is None else empty_state   # files before it
+    if empty_state not in ir.EMPTY_STATES:
+        _fail(layer, f"empty_state must be one of {ir.EMPTY_STATES}, got {empty_state!r}")
     input_forget = _attr(layer, "input_forget", (bool,))
     acts = a.get("activations")
     n_act = ir.NUM_ACTIVATIONS[cell]
@@ -298,9 +359,9 @@ def _recurrent(layer, tensors, read, define):
     act_codes = [[_act(layer, x) for x in per] for per in acts]
 
     # The state size comes from the recurrent weights (projection makes it differ from H).
-    rt_v1 = _lookup(layer, tensors, "Rt")
-    if rt_v1 is not None:
-        layer, tensors = _panels_from_v1(layer, tensors, rt_v1, D, G, H, I)
+    if any(role in layer.get("params", {}) for role in ("Wt", "Rt")):     # format v1
+        layer, tensors = _panels_from_v1(layer, tensors, _lookup(layer, tensors, "Rt"),
+                                         D, G, H, I)
     rp = _lookup(layer, tensors, "Rp")
     S = rp.shape[3] if rp is not None and rp.ndim == 5 else H
     if S < 1:
@@ -394,7 +455,8 @@ def _recurrent(layer, tensors, read, define):
                input_forget=int(input_forget), reverse_only=int(direction == "reverse"),
                time_major=int(tm), y_layout=Y_LAYOUT_CODES[y_layout],
                state_layout=int(state_layout == "bdh"), step_order=int(order == "step"),
-               masked_carry=int(masked == "carry"), clip=float(clip or 0.0), **params,
+               masked_carry=int(masked == "carry"), empty_zero=int(empty_state == "zero"),
+               clip=float(clip or 0.0), **params,
                h0v=consts["h0_value"], c0v=consts["c0_value"], lensv=lens_v)
     # acts[d] = (f, g, h) of direction d, padded with linear to 2 directions x 3.
     rec["acts"] = [(act_codes[d] + [(0, 0.0, 0.0)] * 3)[:3] for d in range(D)]
@@ -427,17 +489,22 @@ def _embedding(layer, tensors, read, define):
             "n_out": E, "table": table, "vocab": V}
 
 
+def _features(layer, xs) -> int:
+    """The size of x's last axis, which a row-wise kernel takes as its fixed row length."""
+    if xs.dtype != "float32" or not xs.shape or not isinstance(xs.shape[-1], int):
+        _fail(layer, f"x must be float32 with a fixed last axis, got {xs.dtype} {xs.shape}")
+    return xs.shape[-1]
+
+
 def _masking(layer, tensors, read, define):
     x_i, xs = read(layer, _attr(layer, "x", (str,)), 3)
     t = _sequence(layer, xs.shape, False)
-    if xs.dtype != "float32":
-        _fail(layer, f"x must be float32 (batch, time, F), got {xs.dtype}")
+    n = _features(layer, xs)
     mv = _attr(layer, "mask_value", (int, float))
     out = define(_attr(layer, "out", (str,)), xs.shape, "float32")
     mask = define(_attr(layer, "mask", (str,)), (BATCH, t), "uint8")
     return {"in": [x_i], "out": [out, mask], "tsym": time_index(t), "rows_mult": 1,
-            "n_in": xs.shape[2],
-            "n_out": xs.shape[2], "mask_value": float(mv)}
+            "n_in": n, "n_out": n, "mask_value": float(mv)}
 
 
 def _dense(layer, tensors, read, define):
@@ -460,9 +527,7 @@ def _dense(layer, tensors, read, define):
 
 def _row_op(layer, read, define, out_width, **extra):
     x_i, xs = read(layer, _attr(layer, "x", (str,)))
-    if xs.dtype != "float32" or not xs.shape or not isinstance(xs.shape[-1], int):
-        _fail(layer, f"x must be float32 with a fixed last axis, got {xs.shape}")
-    n = xs.shape[-1]
+    n = _features(layer, xs)
     w = out_width(n)
     tsym, mult = _rows(layer, xs.shape)
     out = define(_attr(layer, "out", (str,)), xs.shape[:-1] + (w,), "float32")
@@ -502,12 +567,10 @@ def _timestep(layer, tensors, read, define):
     index = _attr(layer, "index", (int,))
     x_i, xs = read(layer, _attr(layer, "x", (str,)), 3)
     t = _sequence(layer, xs.shape, tm)
-    if xs.dtype != "float32":
-        _fail(layer, f"x must be float32, got {xs.dtype}")
-    out = define(_attr(layer, "out", (str,)), (BATCH, xs.shape[2]), "float32")
+    n = _features(layer, xs)
+    out = define(_attr(layer, "out", (str,)), (BATCH, n), "float32")
     return {"in": [x_i], "out": [out], "tsym": time_index(t), "rows_mult": 1,
-            "n_in": xs.shape[2],
-            "n_out": xs.shape[2], "index": index, "time_major": int(tm)}
+            "n_in": n, "n_out": n, "index": index, "time_major": int(tm)}
 
 
 def _count(layer, dims) -> dict:

@@ -31,7 +31,7 @@ import numpy as np
 
 from . import plan
 from .errors import InputError
-from .model import Model, _step_spec
+from .model import Model, _check_memory, _check_out, _step_spec
 
 _ROW_BITS = 32
 _ROW_MASK = (1 << _ROW_BITS) - 1
@@ -52,7 +52,12 @@ class StreamPool:
         self.model = model
         p = model._plan
         self._out_slot = p.outputs[0]
+        if plan.BATCH not in self._spec.out_axes:
+            raise InputError(f"a pool returns one row of the first output per stream; output "
+                             f"{p.slots[self._out_slot].name!r} has no batch axis (shape "
+                             f"{p.slots[self._out_slot].shape})")
         self._out_batch_axis = self._spec.out_axes.index(plan.BATCH)
+        self._out_dtype = p.slots[self._out_slot].dtype
         self._out_row_shape = tuple(d for d in self._spec.out_axes if d != plan.BATCH)
         # Elements per stream of each slot (every slot has one batch axis; time is 1).
         self._per_row = [math.prod(s.concrete(1, self._spec.Ts)) for s in p.slots]
@@ -72,6 +77,11 @@ class StreamPool:
         """Room for `capacity` streams; open streams keep their rows, ids and states."""
         old = self._capacity
         p = self.model._plan
+        # Per stream: a row of each slot, of each state store and gathered block, and its
+        # generation and open flag; and the workspace of a step over all of them.
+        _check_memory(self.model, f"a stream pool of capacity {capacity}", capacity,
+                      self._spec.Ts, self.model.num_threads, skip=self._spec.unbuffered,
+                      states=2, extra=9 * capacity)
 
         def widen(a):
             if a is None:
@@ -217,13 +227,10 @@ class StreamPool:
         n = ids.size
         arrays, _ = self._spec.read_inputs(self.model, x, n, vector_ok=False)
         shape = (n,) + self._out_row_shape
-        if out is not None and (not isinstance(out, np.ndarray) or out.shape != shape
-                                or out.dtype != np.float32):
-            raise InputError(f"out must be a float32 array of shape {shape}, got "
-                             f"{getattr(out, 'dtype', type(out).__name__)} "
-                             f"{getattr(out, 'shape', '')}")
-        if out is None:
-            out = np.empty(shape, np.float32)
+        if out is not None:
+            _check_out(out, shape, self._out_dtype)
+        else:
+            out = np.empty(shape, self._out_dtype)
         with self._lock:
             rows = self._rows(ids)
             if n == 0:

@@ -339,7 +339,8 @@ static size_t slice_bytes(const direction *dr, units u)
 }
 
 /* Input projections of all steps (unless stepwise), the initial state, and zero outputs
- * at the steps a short row never reaches. */
+ * at the steps a short row never reaches. A row of length 0 never steps: its final state is
+ * its initial one, or zeros (empty_zero). */
 static void dir_begin(const direction *dr, units u)
 {
     const rnnrt_recurrent *r = dr->r;
@@ -353,15 +354,16 @@ static void dir_begin(const direction *dr, units u)
     for (int bi = 0; bi < dr->rows; bi++) {
         int b = dr->b0 + bi;
         int L = io->lens ? io->lens[b] : T;
+        int from_zero = r->empty_zero && L == 0;
         float *h = dr->w.h + (long)bi * S + s0;
-        if (io->h0) {
+        if (io->h0 && !from_zero) {
             memcpy(h, io->h0 + state_offset(r, B, b, dr->d, S) + s0, sbytes);
         } else {
             memset(h, 0, sbytes);
         }
         if (r->cell == CELL_LSTM) {
             float *c = dr->w.c + (long)bi * H + c0;
-            if (io->c0) {
+            if (io->c0 && !from_zero) {
                 memcpy(c, io->c0 + state_offset(r, B, b, dr->d, H) + c0, cbytes);
             } else {
                 memset(c, 0, cbytes);

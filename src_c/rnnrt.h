@@ -72,6 +72,7 @@ typedef struct {
     int cell, D, G, H, In, S;        /* In: input size; S: state size (proj, or H) */
     int lbr, input_forget, reverse_only; /* reverse_only: the single direction runs backwards */
     int time_major, y_layout, state_layout, step_order, masked_carry;
+    int empty_zero;                  /* a row of length 0 ends in zeros, not its initial state */
     float clip;                      /* 0: no clip */
     rnnrt_act act[2][3];             /* per direction f, g, h */
     const float *Wp;                 /* (D, G, P, I, 32) gate panels, P = ceil(H/32): panels.py */

@@ -229,6 +229,8 @@ class _Executor:
                 L = int(lens[b])
                 times = range(L - 1, -1, -1) if reverse else range(L)
                 h, c = h0[d, b], c0[d, b]
+                if L == 0 and l.empty_state == "zero":
+                    h, c = np.zeros(S), np.zeros(H)
                 for step, t in enumerate(times):
                     if mask[b, t]:
                         h, c = self.cell(l, d, x[b, t], h, c)

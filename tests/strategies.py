@@ -158,6 +158,7 @@ def recurrent_layer(draw, name, input_size, x, *, forward_only=False, time_major
         state_layout=draw(st.sampled_from(ir.STATE_LAYOUTS)),
         output_order="step" if direction == "reverse" and draw(st.booleans()) else "time",
         masked_output=draw(st.sampled_from(["zero", "carry"])) if mask else "zero",
+        empty_state=draw(st.sampled_from(ir.EMPTY_STATES)) if seq_lens else "initial",
         seq_lens=seq_lens, mask=mask)
 
 

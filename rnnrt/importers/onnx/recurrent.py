@@ -242,7 +242,8 @@ def convert(imp, node, where, ins, attrs):
         P=P, activations=acts, clip=None if clip is None else float(clip),
         input_forget=bool(attrs.get("input_forget", 0)),
         linear_before_reset=bool(attrs.get("linear_before_reset", 0)),
-        time_major=time_major, output_order=output_order)
+        time_major=time_major, output_order=output_order,
+        empty_state="zero")     # onnxruntime's Y_h / Y_c of a row of length 0
 
     Dax, F = Axis("D", D), Axis("F", H)
     state_view = ((Dax,), (Bt,), (F,)) if layout == 0 else ((Bt,), (Dax,), (F,))
