@@ -1,14 +1,16 @@
 """The .rnnrt file container: a JSON header plus aligned raw tensors, read through mmap.
 
-Layout (format v2, every integer little-endian; v1 is the same container, and differs only
-in how recurrent layers lay out their weights: rnnrt/plan.py reads both):
+Layout (format v3, every integer little-endian; v1 and v2 are the same container, and differ
+only in their graphs: v1 lays out recurrent weights row-major, v2 in gate panels, and v3 adds
+a Recurrent attribute (empty_state) that a v2 reader would ignore and compute otherwise with;
+rnnrt/plan.py reads all three):
 
     offset 0   magic            8 bytes  b"\\x89RNNRT\\r\\n"
-    offset 8   format version   uint32   2
+    offset 8   format version   uint32   3
     offset 12  header CRC32     uint32   zlib.crc32 of the header bytes
     offset 16  header length    uint64   number of header bytes
     offset 24  header           UTF-8 JSON object:
-                 {"format_version": 2,
+                 {"format_version": 3,
                   "graph":    {...},   # the IR; opaque to this module
                   "tensors":  {name: {"dtype": "float32" | "int32" | "int64" | "uint8",
                                       "shape": [int, ...],
@@ -52,7 +54,7 @@ from . import _engine
 from .errors import FormatError, InputError
 
 MAGIC = b"\x89RNNRT\r\n"
-FORMAT_VERSION = 2     # v2: recurrent weights in gate panels (rnnrt/panels.py); v1 is read too
+FORMAT_VERSION = 3     # v3: Recurrent.empty_state; v2: weights in gate panels (rnnrt/panels.py)
 ALIGNMENT = 64
 
 _PREAMBLE = struct.Struct("<8sIIQ")  # magic, version, header CRC32, header length

@@ -117,7 +117,7 @@ def mutated(tmp_path, data, fn, **kw):
 
 def test_constants():
     assert ff.MAGIC == SPEC_MAGIC
-    assert ff.FORMAT_VERSION == 2
+    assert ff.FORMAT_VERSION == 3
     assert ff.ALIGNMENT == 64
 
 
