@@ -76,7 +76,7 @@ def parse(data):
     return version, crc, header, data_start, hlen
 
 
-def repack(data, header=None, *, header_bytes=None, magic=SPEC_MAGIC, version=2, crc=None,
+def repack(data, header=None, *, header_bytes=None, magic=SPEC_MAGIC, version=3, crc=None,
            hlen=None):
     """Rebuild a file from `data` with a replaced header (correct CRC unless `crc` is given),
     keeping its data section byte for byte."""
@@ -126,7 +126,7 @@ def test_round_trip(tmp_path):
     path = ff.write(tmp_path / "m.rnnrt", GRAPH, tensors, META)
     assert path == str(tmp_path / "m.rnnrt")
     mf = ff.read(path)
-    assert mf.format_version == 2
+    assert mf.format_version == ff.FORMAT_VERSION
     assert mf.file_size == os.path.getsize(path)
     assert mf.graph == GRAPH
     assert mf.metadata == META
@@ -171,7 +171,7 @@ def test_layout_matches_spec(good):
     little-endian bytes at each offset, zero padding, and the file ending at the last tensor."""
     path, data = good
     version, crc, header, data_start, hlen = parse(data)
-    assert version == 2 and header["format_version"] == 2
+    assert version == 3 and header["format_version"] == 3
     assert crc == zlib.crc32(data[24:24 + hlen])
     assert data_start % 64 == 0 and data_start >= 24 + hlen
     assert not any(data[24 + hlen:data_start])
@@ -359,7 +359,8 @@ def _regions(data):
     """[(start, end, regex)] covering every byte of the file: the error a flip there gives."""
     _, _, header, data_start, hlen = parse(data)
     regions = [(0, 8, r"not an rnnrt file"),
-               (8, 12, r"file is format v\d+; this rnnrt reads up to v2|invalid format version"),
+               (8, 12, r"file is format v\d+; this rnnrt reads up to v3|invalid format version|"
+                       r"header says format_version 3 but the preamble says"),
                (12, 16, r"header CRC32 mismatch"),
                (16, 24, r"header length \d+ runs past|header CRC32 mismatch"),
                (24, 24 + hlen, r"header CRC32 mismatch"),
@@ -441,19 +442,26 @@ def test_empty_file_directory_missing_and_device(tmp_path):
         assert "not a regular file" in read_error("/dev/null")
 
 
-@pytest.mark.parametrize("version", [3, 7, 2**32 - 1])
+@pytest.mark.parametrize("version", [4, 7, 2**32 - 1])
 def test_newer_version(good, tmp_path, version):
     path, data = good
     p = put(tmp_path / "v.rnnrt", repack(data, version=version))
-    assert f"file is format v{version}; this rnnrt reads up to v2" in read_error(p)
+    assert f"file is format v{version}; this rnnrt reads up to v3" in read_error(p)
+
+
+def test_a_v2_file_still_reads(good, tmp_path):
+    path, data = good
+    header = parse(data)[2]
+    p = put(tmp_path / "v2.rnnrt", repack(data, {**header, "format_version": 2}, version=2))
+    assert ff.read(p).format_version == 2
 
 
 def test_version_zero_and_header_version_mismatch(good, tmp_path):
     path, data = good
     assert "invalid format version 0" in read_error(put(tmp_path / "v.rnnrt",
                                                         repack(data, version=0)))
-    p = mutated(tmp_path, data, lambda h: h.update(format_version=3))
-    assert "header says format_version 3 but the preamble says 2" in read_error(p)
+    p = mutated(tmp_path, data, lambda h: h.update(format_version=4))
+    assert "header says format_version 4 but the preamble says 3" in read_error(p)
 
 
 @pytest.mark.parametrize("hlen", [10**6, 2**63, 2**64 - 1])
