@@ -24,9 +24,9 @@ from __future__ import annotations
 import numpy as np
 
 from ... import ir
-from ...errors import UnsupportedModelError
+from ...errors import FormatError, UnsupportedModelError
 from .importer import Tensor, claim
-from .values import Axis, Const, Fill, Seq, canon, same_shape
+from .values import Axis, Const, Fill, Seq, canon, float32, same_shape, single_axis
 
 CELLS = {"RNN": "rnn", "LSTM": "lstm", "GRU": "gru"}
 
@@ -62,6 +62,9 @@ def activations(cell, D, names, alphas, betas, where):
         da, db = _DEFAULTS.get(key, (0.0, 0.0))
         a = (alphas.pop(0) if alphas else da) if takes_a else 0.0
         b = (betas.pop(0) if betas else db) if takes_b else 0.0
+        if not np.isfinite([a, b]).all():
+            raise UnsupportedModelError(f"{where}: activation {name}'s parameters must be "
+                                        f"finite, got {a}, {b}")
         acts.append(ir.Act.of(ir_name, float(a), float(b)))
     return [acts[d * n:(d + 1) * n] for d in range(D)]
 
@@ -74,13 +77,10 @@ def _weight(value, name, where, shape=None):
             f"{where}: input {name} is computed at run time; rnnrt packs weights when it "
             f"converts. Make it an initializer, or pass its value with "
             f"rnnrt.convert(..., constants={{'<input name>': array}})")
-    arr = np.asarray(value.value)
-    if arr.dtype.kind != "f":
-        raise UnsupportedModelError(f"{where}: {name} must be floating point, got {arr.dtype}")
+    arr = float32(np.asarray(value.value), where, name)
     if shape is not None and arr.shape != tuple(shape):
         raise UnsupportedModelError(f"{where}: {name} must have shape {tuple(shape)}, got "
                                     f"{arr.shape}")
-    arr = arr.astype(np.float32)
     if not np.all(np.isfinite(arr)):
         raise UnsupportedModelError(f"{where}: {name} holds NaN or infinite values")
     return arr
@@ -188,7 +188,9 @@ def convert(imp, node, where, ins, attrs):
     R = _weight(R, "R", where)
     if W is None or R is None or W.ndim != 3 or R.ndim != 3:
         raise UnsupportedModelError(f"{where}: W and R must be 3-D constants")
-    H = int(attrs.get("hidden_size", R.shape[-1]))
+    H = attrs.get("hidden_size", R.shape[-1])
+    if H < 1:
+        raise FormatError(f"{where}: hidden_size must be positive, got {H}")
     if W.shape[:2] != (D, G * H) or R.shape != (D, G * H, H):
         raise UnsupportedModelError(
             f"{where}: with hidden_size {H} and {D} direction(s), W must be ({D}, {G * H}, I) "
@@ -233,8 +235,8 @@ def convert(imp, node, where, ins, attrs):
     acts = activations(cell, D, attrs.get("activations"), attrs.get("activation_alpha"),
                        attrs.get("activation_beta"), where)
     clip = attrs.get("clip")
-    if clip is not None and not clip > 0:
-        raise UnsupportedModelError(f"{where}: clip must be positive, got {clip}")
+    if clip is not None and not 0 < clip < np.inf:
+        raise UnsupportedModelError(f"{where}: clip must be positive and finite, got {clip}")
     layer = ir.Recurrent(
         name=imp.fresh(node.name or f"{node.op_type.lower()}"), cell=cell, direction=direction,
         hidden_size=H, input_size=I, x=x.name, W=W, R=R,
@@ -311,7 +313,10 @@ def _initial_state(imp, value, view, where, key):
             raise UnsupportedModelError(f"{where}: constant {what} has shape {arr.shape}, "
                                         f"expected {'(D, batch, H)' if dbh else '(batch, D, H)'}"
                                         f" with D={D}, H={H}, finite")
-        return np.ascontiguousarray(arr, np.float32), "dbh" if dbh else "bdh"
+        return np.ascontiguousarray(float32(arr, where, what)), "dbh" if dbh else "bdh"
+    if not isinstance(value, Seq):
+        raise UnsupportedModelError(f"{where}: {what} is {type(value).__name__}; rnnrt starts "
+                                    f"from zeros, a constant or a run-time state")
     if len(value.view) != 3:
         raise UnsupportedModelError(f"{where}: {what} must have rank 3, got {len(value.view)}")
     for got, (want,) in zip(value.view, view):
@@ -351,16 +356,19 @@ def _check_dims(dims, view, where, what):
 
 def _constant_lengths(value, where):
     arr = np.asarray(value.value)
-    if arr.ndim != 1 or arr.dtype.kind not in "iu" or arr.size == 0 or arr.min() < 0:
+    if arr.ndim != 1 or arr.dtype.kind not in "iu" or arr.size == 0 or arr.min() < 0 or \
+            arr.max() >= 2 ** 31:
         raise UnsupportedModelError(f"{where}: constant sequence_lens must be non-negative "
-                                    f"integers (batch,), got {arr.dtype} {arr.shape}")
+                                    f"int32 values (batch,), got {arr.dtype} {arr.shape}")
     return arr.astype(np.int32)
 
 
 def _lengths(imp, value, B, where):
     if not isinstance(value, Seq) or len(value.view) != 1:
         raise UnsupportedModelError(f"{where}: sequence_lens must be a 1-D run-time input")
-    (a,) = value.view[0]
+    a = single_axis(value.view[0], where)
+    if a is None:
+        raise UnsupportedModelError(f"{where}: sequence_lens has a fixed size 1, not the batch")
     claim(a, "B", what=f"{where}: sequence_lens")
     t = imp.materialize(value, "exact")
     if getattr(t, "dtype", None) != "int32":
