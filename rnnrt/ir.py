@@ -134,17 +134,27 @@ class TensorInfo:
     Dynamic axes are the batch, and the time axis of a sequence input: (None, None, F), or
     (None, None) token ids, read as (batch, time, ...) or, for an input a time-major layer
     reads, (time, batch, ...). All inputs share the batch size; each sequence input has its
-    own length (an encoder's and a decoder's inputs may differ)."""
+    own length (an encoder's and a decoder's inputs may differ).
+
+    declared: per axis, the size the source model declares for a dynamic axis (an ONNX
+    input declared (1, 10, 4) has batch 1 and time 10), or None; a call must give that size.
+    """
     name: str
     shape: tuple
     dtype: str  # "float32", "int64" (token ids) or "int32" (sequence lengths)
+    declared: tuple | None = None
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+        d = {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+        if self.declared is not None and any(s is not None for s in self.declared):
+            d["declared"] = list(self.declared)
+        return d
 
     @staticmethod
     def from_dict(d: dict) -> "TensorInfo":
-        return TensorInfo(d["name"], tuple(d["shape"]), d["dtype"])
+        declared = d.get("declared")
+        return TensorInfo(d["name"], tuple(d["shape"]), d["dtype"],
+                          None if declared is None else tuple(declared))
 
 
 # ----------------------------------------------------------------------------- layers

@@ -25,8 +25,11 @@ class TensorSpec(NamedTuple):
     dtype: str
 
 
-def _public_shape(shape):
-    return tuple(None if isinstance(d, str) else d for d in shape)
+def _public_shape(slot):
+    """A slot's shape for Model.inputs / outputs: None where the size is the call's."""
+    fixed = slot.fixed or (None,) * len(slot.shape)
+    return tuple(f if f is not None else None if isinstance(d, str) else d
+                 for d, f in zip(slot.shape, fixed))
 
 
 # Input shapes whose call run() keeps (a service sees a few; a sweep starts over).
@@ -61,13 +64,19 @@ def _as_array(name: str, value, dtype: str) -> np.ndarray:
 
 
 def _bind(spec: plan.Slot, arr: np.ndarray, sizes: dict, drop_time=False) -> None:
-    """Check arr's shape against a symbolic shape, binding batch / time in `sizes`."""
-    shape = tuple(d for d in spec.shape if not (drop_time and plan.is_time(d)))
+    """Check arr's shape against a symbolic shape (and the sizes the source declares for
+    it), binding batch / time in `sizes`."""
+    keep = [i for i, d in enumerate(spec.shape) if not (drop_time and plan.is_time(d))]
+    shape = tuple(spec.shape[i] for i in keep)
+    fixed = tuple(spec.fixed[i] for i in keep) if spec.fixed else (None,) * len(shape)
     shown = shape
     if arr.ndim != len(shape):
         raise InputError(f"input {spec.name!r}: expected rank {len(shape)} {shown}, got "
                          f"shape {arr.shape}")
-    for axis, (want, got) in enumerate(zip(shape, arr.shape)):
+    for axis, (want, got, declared) in enumerate(zip(shape, arr.shape, fixed)):
+        if declared is not None and got != declared:
+            raise InputError(f"input {spec.name!r}: axis {axis} ({want}) must be {declared}, "
+                             f"the size the model declares, got {got} (shape {arr.shape})")
         if isinstance(want, str):
             if sizes.setdefault(want, got) != got:
                 raise InputError(f"input {spec.name!r}: axis {axis} ({want}) is {got}, but "
@@ -114,9 +123,8 @@ class Model:
         self._num_threads_arg = num_threads
         self._verify = verify
         slots = self._plan.slots
-        self.inputs = [TensorSpec(s.name, _public_shape(s.shape), s.dtype)
-                       for s in self._plan.inputs]
-        self.outputs = [TensorSpec(slots[i].name, _public_shape(slots[i].shape), slots[i].dtype)
+        self.inputs = [TensorSpec(s.name, _public_shape(s), s.dtype) for s in self._plan.inputs]
+        self.outputs = [TensorSpec(slots[i].name, _public_shape(slots[i]), slots[i].dtype)
                         for i in self._plan.outputs]
         # (index, time symbol) of each TimeStep, and (graph input, time symbol) of each
         # sequence-lengths input: both are checked against the call's time lengths.
@@ -342,8 +350,13 @@ class _StepSpec:
             if cell == "lstm":
                 self.state_widths[f"{name}.c"] = H
         # Where a stream starts: zeros, or the model's constant initial states (which fix
-        # its batch size, self.fixed_batch).
+        # its batch size, self.fixed_batch). A batch size the source declares for a step
+        # input fixes it too (declared_batch: (size, input name)).
         self.fixed_batch = model.fixed_batch
+        self.declared_batch = next(
+            ((f, s.name) for s in (p.inputs[i] for i in self.step_inputs)
+             for d, f in zip(s.shape, s.fixed or ()) if d == plan.BATCH and f is not None),
+            None)
         self.start = {}
         for op, (name, cell, *_) in zip((o for o in p.ops if "rec" in o), p.recurrent):
             for key, value in ((f"{name}.h", op["rec"].get("h0v")),
@@ -353,6 +366,10 @@ class _StepSpec:
 
     def start_state(self, key: str, batch: int) -> np.ndarray:
         """The (batch, width) state a new stream starts from."""
+        if self.declared_batch is not None and batch != self.declared_batch[0]:
+            size, name = self.declared_batch
+            raise InputError(f"input {name!r} is declared with batch size {size}; a stream of "
+                             f"{batch} rows cannot run it")
         if self.fixed_batch is not None and batch != self.fixed_batch:
             raise InputError(f"the model's constant initial state or sequence lengths fix the "
                              f"batch size to {self.fixed_batch}; a stream of {batch} rows "

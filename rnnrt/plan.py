@@ -49,10 +49,12 @@ MERGE_CODES = {"sum": 0, "mul": 1, "ave": 2}
 
 @dataclass
 class Slot:
-    """One tensor of the plan: its symbolic shape and dtype."""
+    """One tensor of the plan: its symbolic shape and dtype; for a graph input, `fixed`:
+    per axis, the size a symbolic axis must have (what the source declares), or None."""
     name: str
     shape: tuple
     dtype: str
+    fixed: tuple | None = None
 
     def concrete(self, B: int, Ts) -> tuple:
         """The shape for batch size B and time lengths Ts (indexed by time_index)."""
@@ -152,6 +154,19 @@ def input_shape(info: dict, time_major: bool, time: str) -> tuple:
     return tuple(out)
 
 
+def _declared(info: dict, sym: tuple):
+    """A graph input's declared sizes of its symbolic axes (ir.TensorInfo.declared)."""
+    declared = info.get("declared")
+    if declared is None:
+        return None
+    if not isinstance(declared, list) or len(declared) != len(sym) or not all(
+            d is None or (type(d) is int and 1 <= d < 2 ** 31 and isinstance(s, str))
+            for d, s in zip(declared, sym)):
+        raise FormatError(f"graph input {info.get('name')!r}: bad declared sizes {declared!r} "
+                          f"for shape {list(sym)}")
+    return tuple(declared)
+
+
 def _first_time_major(doc, name) -> bool:
     """Whether the first recurrent layer downstream of tensor `name` is time-major."""
     frontier = {name}
@@ -209,6 +224,7 @@ def _build(doc: dict, tensors: dict) -> Plan:
         sym = input_shape(info, _first_time_major(doc, info.get("name")), time)
         num_times += time in sym
         define(info.get("name"), sym, info["dtype"])
+        slots[-1].fixed = _declared(info, sym)
         inputs.append(slots[-1])
 
     if num_times > MAX_TIMES:

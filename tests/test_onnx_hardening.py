@@ -3,7 +3,7 @@
 Every mutated model converts, or fails with FormatError / UnsupportedModelError naming the
 problem: never another exception, and never one that only load_onnx's backstop typed (each
 site is checked where the model is read). What onnxruntime refuses as an invalid model,
-rnnrt refuses at convert time (onnx.checker, full check).
+rnnrt refuses at convert time (onnx.checker, full check). Declared input sizes are honoured.
 """
 
 from __future__ import annotations
@@ -337,3 +337,53 @@ def test_exported_fixtures_pass_the_checker(path):
     """What torch.onnx.export and tf2onnx really write passes the full check."""
     from rnnrt.importers.onnx.proto import check_model
     check_model(os.path.join(FIXTURES, path))
+
+
+def test_declared_input_sizes_are_honoured(tmp_path):
+    """X declared (5, 2, 2): rnnrt runs it at (5, 2, 2) only, as onnxruntime does; a model
+    with symbolic axes still runs any batch and time."""
+    model = _lstm_model((5, 2, 2))
+    src = tmp_path / "fixed.onnx"
+    src.write_bytes(model.SerializeToString())
+    m = rnnrt.load(rnnrt.convert(src, tmp_path / "fixed.rnnrt"))
+    assert m.inputs[0].shape == (5, 2, 2)
+    x = np.random.default_rng(1).standard_normal((5, 2, 2)).astype(np.float32)
+    np.testing.assert_allclose(m.run(x)[0], _session(model).run(None, {"X": x})[0],
+                               rtol=1e-5, atol=1e-6)
+    for shape, axis in (((6, 2, 2), "axis 0 \\(time\\) must be 5"),
+                        ((5, 3, 2), "axis 1 \\(batch\\) must be 2")):
+        bad = np.zeros(shape, np.float32)
+        with pytest.raises(Exception, match="Got invalid dimensions for input: X"):
+            _session(model).run(None, {"X": bad})
+        with pytest.raises(InputError, match=f"input 'X': {axis}, the size the model declares"):
+            m.run(bad)
+    assert m.stream(batch_size=2).step(x[0]).shape == (1, 2, 3)
+    with pytest.raises(InputError, match="'X' is declared with batch size 2; a stream of 3"):
+        m.stream(batch_size=3)
+
+    free = rnnrt.load(rnnrt.convert(_save(_lstm_model(), tmp_path), tmp_path / "free.rnnrt"))
+    assert free.inputs[0].shape == (None, None, 2)
+    assert free.run(np.zeros((7, 3, 2), np.float32))[0].shape == (7, 1, 3, 3)
+
+
+def _save(model, tmp_path, name="m"):
+    src = tmp_path / f"{name}.onnx"
+    src.write_bytes(model.SerializeToString())
+    return src
+
+
+@pytest.mark.parametrize("declared", [[5, 2], [0, None, None], [None, None, 3],
+                                      [True, None, None], [2 ** 31, None, None], "5,2,None"])
+def test_declared_sizes_in_a_file_are_checked(declared):
+    """A .rnnrt file's declared sizes (TensorInfo.declared): one per axis, positive ints on
+    the batch and time axes only; anything else is FormatError at load."""
+    from rnnrt import ir, packing, plan
+    from rnnrt.importers.onnx import load_onnx
+    doc, tensors = packing.graph_document(load_onnx(_lstm_model((5, 2, 2))))
+    assert doc["inputs"][0]["declared"] == [5, 2, None]
+    assert plan.build(doc, tensors).inputs[0].fixed == (5, 2, None)
+    doc["inputs"][0]["declared"] = declared
+    with pytest.raises(FormatError, match="graph input 'X': bad declared sizes"):
+        plan.build(doc, tensors)
+    assert ir.TensorInfo.from_dict({"name": "X", "shape": [None, 2], "dtype": "float32"}) \
+        .declared is None

@@ -55,14 +55,17 @@ class GraphInput(Tensor):
         self.dtype = self.onnx_dtype = dtype
 
     def info(self) -> ir.TensorInfo:
-        shape = []
+        """Its IR input: batch and time axes dynamic, with the sizes the model declares for
+        them (onnxruntime runs a model only at its declared sizes)."""
+        shape, declared = [], []
         for (a,) in self.layout:
             if a.kind == "?":
                 raise UnsupportedModelError(
                     f"graph input {self.name!r}: axis {len(shape)} is dynamic but no layer "
                     f"reads it as the batch or the time axis")
             shape.append(None if a.dynamic else a.size)
-        return ir.TensorInfo(self.name, tuple(shape), self.dtype)
+            declared.append(a.declared if a.dynamic else None)
+        return ir.TensorInfo(self.name, tuple(shape), self.dtype, tuple(declared))
 
 
 def claim(axis: Axis, kind: str, size: int | None = None, what: str = "") -> None:
@@ -217,6 +220,9 @@ class Importer:
         layout = []
         for i, d in enumerate(dims):
             declared = d.dim_value if d.HasField("dim_value") else None
+            if declared is not None and not 1 <= declared < 2 ** 31:
+                raise UnsupportedModelError(f"graph input {vi.name!r}: axis {i} is declared of "
+                                            f"size {declared}; rnnrt runs sizes 1 to 2**31-1")
             if dtype == "float32" and i == len(dims) - 1:
                 if declared is None:
                     raise UnsupportedModelError(
