@@ -235,6 +235,11 @@ class Recurrent(_Layer):
     h0_value: np.ndarray | None = None       # state layout: (D, B0, S) or (B0, D, S)
     c0_value: np.ndarray | None = None       # (D, B0, H) or (B0, D, H)
     seq_lens_value: np.ndarray | None = None  # (B0,) integers
+    # The keys of this layer's carried states in Stream.state and snapshots, when not
+    # "<name>.h" / "<name>.c": the ONNX importer names the graph input an initial state
+    # comes from ("h0", or "h0[1]" for row 1 of a stacked state input).
+    h_state_key: str | None = None
+    c_state_key: str | None = None
     kind = "Recurrent"
     PARAMS = ("W", "R", "Wb", "Rb", "P", "Proj", "h0_value", "c0_value", "seq_lens_value")
 
@@ -287,6 +292,11 @@ class Recurrent(_Layer):
         _check(not (self.output_order == "step" and self.direction != "reverse"), self,
                "output_order 'step' applies only to a reverse direction")
         _check(bool(self.outputs()), self, "a recurrent layer must produce an output")
+        for key in (self.h_state_key, self.c_state_key):
+            _check(key is None or (isinstance(key, str) and key), self,
+                   f"state keys must be non-empty strings, got {key!r}")
+        _check(self.c_state_key is None or self.cell == "lstm", self,
+               "cell state exists only for lstm")
         batches = set()
         for key, tensor, width in (("h0", self.h0, S), ("c0", self.c0, H)):
             value = getattr(self, f"{key}_value")

@@ -343,12 +343,15 @@ class _StepSpec:
         self.Ts = [1] * p.num_times
         # The first output's symbolic axes without time.
         self.out_axes = tuple(d for d in p.slots[p.outputs[0]].shape if not plan.is_time(d))
-        # The carried state arrays, in order: key -> width (h: S, c: H for an LSTM).
+        # The carried state arrays, in order: key -> width (h: S, c: H for an LSTM). The
+        # keys (h key, c key or None) of each recurrent layer: "<layer>.h" / "<layer>.c", or
+        # the graph input its initial state comes from (ir.Recurrent.h_state_key).
+        self.keys = p.state_keys
         self.state_widths = {}
-        for name, cell, D, H, S, direction in p.recurrent:
-            self.state_widths[f"{name}.h"] = S
-            if cell == "lstm":
-                self.state_widths[f"{name}.c"] = H
+        for (hk, ck), (name, cell, D, H, S, direction) in zip(self.keys, p.recurrent):
+            self.state_widths[hk] = S
+            if ck is not None:
+                self.state_widths[ck] = H
         # Where a stream starts: zeros, or the model's constant initial states (which fix
         # its batch size, self.fixed_batch). A batch size the source declares for a step
         # input fixes it too (declared_batch: (size, input name)).
@@ -358,9 +361,8 @@ class _StepSpec:
              for d, f in zip(s.shape, s.fixed or ()) if d == plan.BATCH and f is not None),
             None)
         self.start = {}
-        for op, (name, cell, *_) in zip((o for o in p.ops if "rec" in o), p.recurrent):
-            for key, value in ((f"{name}.h", op["rec"].get("h0v")),
-                               (f"{name}.c", op["rec"].get("c0v"))):
+        for op, (hk, ck) in zip((o for o in p.ops if "rec" in o), self.keys):
+            for key, value in ((hk, op["rec"].get("h0v")), (ck, op["rec"].get("c0v"))):
                 if value is not None:
                     self.start[key] = np.asarray(value).reshape(self.fixed_batch, -1)
 
@@ -487,16 +489,16 @@ class Stream:
 
     def _arrays(self):
         """(key, the live state array (B, width)) for each carried state."""
-        for (name, cell, *_), h, c in zip(self.model._plan.recurrent, self._h, self._c):
-            yield f"{name}.h", h[0]
-            if cell == "lstm":
-                yield f"{name}.c", c[0]
+        for (hk, ck), h, c in zip(self._spec.keys, self._h, self._c):
+            yield hk, h[0]
+            if ck is not None:
+                yield ck, c[0]
 
     def _restart(self) -> None:
-        for (name, cell, *_), h, c in zip(self.model._plan.recurrent, self._h, self._c):
-            h[0] = self._spec.start_state(f"{name}.h", self.batch_size)
-            if cell == "lstm":
-                c[0] = self._spec.start_state(f"{name}.c", self.batch_size)
+        for (hk, ck), h, c in zip(self._spec.keys, self._h, self._c):
+            h[0] = self._spec.start_state(hk, self.batch_size)
+            if ck is not None:
+                c[0] = self._spec.start_state(ck, self.batch_size)
 
     def reset(self) -> None:
         """Back to the initial state: zeros, or the model's constant initial state."""
@@ -509,7 +511,9 @@ class Stream:
 
     @property
     def state(self) -> dict:
-        """Copies of the carried states: {'<layer>.h': (B, S), '<layer>.c': (B, H) (lstm)}."""
+        """Copies of the carried states: {'<layer>.h': (B, S), '<layer>.c': (B, H) (lstm)},
+        keyed instead by the graph input a layer's initial state comes from in an ONNX model
+        ('h0', 'c0'; 'h0[1]' for row 1 of a stacked state input)."""
         if not self._busy.acquire():
             raise _busy_error()
         try:

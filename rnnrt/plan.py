@@ -71,6 +71,7 @@ class Plan:
     outputs: list          # slot indices of the graph outputs
     recurrent: list        # (layer name, cell, D, H, S, direction) per recurrent op
     num_times: int         # how many time symbols the inputs bring
+    state_keys: list       # (h key, c key or None) per recurrent op: Stream.state's keys
 
 
 def _fail(layer, msg):
@@ -229,7 +230,7 @@ def _build(doc: dict, tensors: dict) -> Plan:
 
     if num_times > MAX_TIMES:
         raise FormatError(f"the graph has {num_times} sequence inputs; at most {MAX_TIMES}")
-    ops, recurrent = [], []
+    ops, recurrent, state_keys = [], [], []
     for layer in doc["layers"]:
         if not isinstance(layer, dict) or layer.get("kind") not in OP_CODES:
             raise FormatError(f"unknown layer {layer!r:.200}")
@@ -240,8 +241,12 @@ def _build(doc: dict, tensors: dict) -> Plan:
         op["kind"] = OP_CODES[kind]
         if kind == "Recurrent":
             recurrent.append(op.pop("_info"))
+            state_keys.append(op.pop("_state_keys"))
             op["stream_state"] = len(recurrent) - 1
         ops.append(op)
+    keys = [k for pair in state_keys for k in pair if k is not None]
+    if len(set(keys)) != len(keys):
+        raise FormatError(f"two recurrent layers carry state under one key: {keys}")
     outputs = []
     if not isinstance(doc["outputs"], list) or not doc["outputs"]:
         raise FormatError("graph has no outputs")
@@ -249,7 +254,7 @@ def _build(doc: dict, tensors: dict) -> Plan:
         if name not in index:
             raise FormatError(f"graph output {name!r} is not produced by any layer")
         outputs.append(index[name])
-    return Plan(slots, ops, inputs, outputs, recurrent, num_times)
+    return Plan(slots, ops, inputs, outputs, recurrent, num_times, state_keys)
 
 
 def _rows(layer, shape):
@@ -405,6 +410,11 @@ def _recurrent(layer, tensors, read, define):
         outs.append(-1 if name is None else define(name, shape, "float32"))
     if all(o < 0 for o in outs):
         _fail(layer, "a recurrent layer must produce an output")
+    keys = [_attr(layer, f"{w}_state_key", (str,), optional=True) for w in "hc"]
+    if "" in keys or (keys[1] is not None and cell != "lstm"):
+        _fail(layer, f"bad state keys {keys}")
+    state_keys = (keys[0] or f"{layer['name']}.h",
+                  (keys[1] or f"{layer['name']}.c") if cell == "lstm" else None)
 
     rec = dict(cell=CELLS[cell], D=D, G=G, H=H, In=I, S=S, lbr=int(lbr),
                input_forget=int(input_forget), reverse_only=int(direction == "reverse"),
@@ -419,7 +429,7 @@ def _recurrent(layer, tensors, read, define):
             "rows_mult": 1, "fixed_batch": batches.pop() if batches else 0,
             "max_const_len": int(lens_v.max()) if lens_v is not None and lens_v.size else 0,
             "n_in": I, "n_out": D * S, "rec": rec,
-            "_info": (layer["name"], cell, D, H, S, direction)}
+            "_info": (layer["name"], cell, D, H, S, direction), "_state_keys": state_keys}
 
 
 def _embedding(layer, tensors, read, define):

@@ -200,6 +200,8 @@ class Importer:
                     f": rnnrt computes outputs from inputs only")
             outputs.append(self.materialize(value, "exact").name)
         self._rename_outputs(outputs, [vi.name for vi in g.output])
+        from .recurrent import unique_state_keys
+        unique_state_keys(self.layers)
         infos = [i.info() for i in self.inputs]
         return ir.Graph(infos, self.layers, [vi.name for vi in g.output],
                         metadata={"source_format": "onnx", "opset": int(self.opset),

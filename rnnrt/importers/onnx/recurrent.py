@@ -21,6 +21,8 @@ The outputs stay pending (RecurrentOutput) until a reader says which layout it n
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 
 from ... import ir
@@ -259,6 +261,7 @@ def convert(imp, node, where, ins, attrs):
                 setattr(layer, f"{key}_value", name)
             else:
                 setattr(layer, key, name)
+                setattr(layer, f"{key[0]}_state_key", _state_key(imp, name))
             layer.state_layout, fixed = sl, True
     if lens is not None:
         if isinstance(lens, Const):
@@ -332,6 +335,35 @@ def _initial_state(imp, value, view, where, key):
             return tensor.name, sl
     raise UnsupportedModelError(f"{where}: {what} has shape {_kinds(tensor.layout)}; expected "
                                 f"{_kinds(view)}")
+
+
+def _state_key(imp, tensor: str):
+    """The stream-state key of a state that starts from IR tensor `tensor`: the graph input
+    it is ("h0"), or the rows of one it is ("h0[1]": row 1 of a stacked (layers, batch, H)
+    input, as torch exports num_layers > 1; "h0[2:4]", "h0[:, 1]" likewise); None, the
+    layer's own key ("<layer>.h"), when it is computed otherwise."""
+    inputs = {i.name for i in imp.inputs}
+    if tensor in inputs:
+        return tensor
+    for layer in imp.layers:
+        if isinstance(layer, ir.Slice) and layer.out == tensor and layer.x in inputs:
+            rows = str(layer.start) if layer.stop == layer.start + 1 else \
+                f"{layer.start}:{layer.stop}"
+            return f"{layer.x}[{', '.join([':'] * layer.axis + [rows])}]"
+    return None
+
+
+def unique_state_keys(layers) -> None:
+    """A state key two layers would share (one graph input starting both, or a graph input
+    named like a layer's own key) goes back to the layers' own keys, "<layer>.h" / ".c"."""
+    recs = [layer for layer in layers if isinstance(layer, ir.Recurrent)]
+    taken = Counter(k for r in recs for k in (r.h_state_key, r.c_state_key) if k)
+    own = {f"{r.name}.{w}" for r in recs for w in "hc"}
+    for r in recs:
+        for attr in ("h_state_key", "c_state_key"):
+            key = getattr(r, attr)
+            if key is not None and (taken[key] > 1 or key in own):
+                setattr(r, attr, None)
 
 
 def _kinds(layout):
