@@ -170,10 +170,10 @@ def generate(model: Model, prompt, steps, *, temperature=0.0, top_k=None, seed=N
     buffers = [None if i in spec.unbuffered else np.zeros(s.concrete(1, spec.Ts), s.dtype)
                for i, s in enumerate(p.slots)]
     # One sequence, from the model's initial state (zeros, or its constant one).
-    states_h = [spec.start_state(f"{name}.h", 1)[None].copy() for name, *_ in p.recurrent]
-    states_c = [spec.start_state(f"{name}.c", 1)[None].copy() if cell == "lstm"
+    states_h = [spec.start_state(hk, 1)[None].copy() for hk, _ in spec.keys]
+    states_c = [spec.start_state(ck, 1)[None].copy() if ck is not None
                 else np.zeros((1, 1, H), np.float32)
-                for name, cell, D, H, S, _ in p.recurrent]
+                for (_, ck), (name, cell, D, H, S, _) in zip(spec.keys, p.recurrent)]
     work = np.empty(work, np.float32)
     scratch = np.empty(scratch_size, np.float64)
     made, failed = model._engine.generate(

@@ -137,17 +137,27 @@ class TensorInfo:
     Dynamic axes are the batch, and the time axis of a sequence input: (None, None, F), or
     (None, None) token ids, read as (batch, time, ...) or, for an input a time-major layer
     reads, (time, batch, ...). All inputs share the batch size; each sequence input has its
-    own length (an encoder's and a decoder's inputs may differ)."""
+    own length (an encoder's and a decoder's inputs may differ).
+
+    declared: per axis, the size the source model declares for a dynamic axis (an ONNX
+    input declared (1, 10, 4) has batch 1 and time 10), or None; a call must give that size.
+    """
     name: str
     shape: tuple
     dtype: str  # "float32", "int64" (token ids) or "int32" (sequence lengths)
+    declared: tuple | None = None
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+        d = {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+        if self.declared is not None and any(s is not None for s in self.declared):
+            d["declared"] = list(self.declared)
+        return d
 
     @staticmethod
     def from_dict(d: dict) -> "TensorInfo":
-        return TensorInfo(d["name"], tuple(d["shape"]), d["dtype"])
+        declared = d.get("declared")
+        return TensorInfo(d["name"], tuple(d["shape"]), d["dtype"],
+                          None if declared is None else tuple(declared))
 
 
 # ----------------------------------------------------------------------------- layers
@@ -229,6 +239,11 @@ class Recurrent(_Layer):
     h0_value: np.ndarray | None = None       # state layout: (D, B0, S) or (B0, D, S)
     c0_value: np.ndarray | None = None       # (D, B0, H) or (B0, D, H)
     seq_lens_value: np.ndarray | None = None  # (B0,) integers
+    # The keys of this layer's carried states in Stream.state and snapshots, when not
+    # "<name>.h" / "<name>.c": the ONNX importer names the graph input an initial state
+    # comes from ("h0", or "h0[1]" for row 1 of a stacked state input).
+    h_state_key: str | None = None
+    c_state_key: str | None = None
     kind = "Recurrent"
     PARAMS = ("W", "R", "Wb", "Rb", "P", "Proj", "h0_value", "c0_value", "seq_lens_value")
 
@@ -283,6 +298,11 @@ class Recurrent(_Layer):
         _check(not (self.output_order == "step" and self.direction != "reverse"), self,
                "output_order 'step' applies only to a reverse direction")
         _check(bool(self.outputs()), self, "a recurrent layer must produce an output")
+        for key in (self.h_state_key, self.c_state_key):
+            _check(key is None or (isinstance(key, str) and key), self,
+                   f"state keys must be non-empty strings, got {key!r}")
+        _check(self.c_state_key is None or self.cell == "lstm", self,
+               "cell state exists only for lstm")
         batches = set()
         for key, tensor, width in (("h0", self.h0, S), ("c0", self.c0, H)):
             value = getattr(self, f"{key}_value")

@@ -25,8 +25,11 @@ class TensorSpec(NamedTuple):
     dtype: str
 
 
-def _public_shape(shape):
-    return tuple(None if isinstance(d, str) else d for d in shape)
+def _public_shape(slot):
+    """A slot's shape for Model.inputs / outputs: None where the size is the call's."""
+    fixed = slot.fixed or (None,) * len(slot.shape)
+    return tuple(f if f is not None else None if isinstance(d, str) else d
+                 for d, f in zip(slot.shape, fixed))
 
 
 # Input shapes whose call run() keeps (a service sees a few; a sweep starts over).
@@ -131,13 +134,19 @@ def _check_out(out, shape: tuple, dtype: str) -> None:
 
 
 def _bind(spec: plan.Slot, arr: np.ndarray, sizes: dict, drop_time=False) -> None:
-    """Check arr's shape against a symbolic shape, binding batch / time in `sizes`."""
-    shape = tuple(d for d in spec.shape if not (drop_time and plan.is_time(d)))
+    """Check arr's shape against a symbolic shape (and the sizes the source declares for
+    it), binding batch / time in `sizes`."""
+    keep = [i for i, d in enumerate(spec.shape) if not (drop_time and plan.is_time(d))]
+    shape = tuple(spec.shape[i] for i in keep)
+    fixed = tuple(spec.fixed[i] for i in keep) if spec.fixed else (None,) * len(shape)
     shown = shape
     if arr.ndim != len(shape):
         raise InputError(f"input {spec.name!r}: expected rank {len(shape)} {shown}, got "
                          f"shape {arr.shape}")
-    for axis, (want, got) in enumerate(zip(shape, arr.shape)):
+    for axis, (want, got, declared) in enumerate(zip(shape, arr.shape, fixed)):
+        if declared is not None and got != declared:
+            raise InputError(f"input {spec.name!r}: axis {axis} ({want}) must be {declared}, "
+                             f"the size the model declares, got {got} (shape {arr.shape})")
         if isinstance(want, str):
             if sizes.setdefault(want, got) != got:
                 raise InputError(f"input {spec.name!r}: axis {axis} ({want}) is {got}, but "
@@ -185,9 +194,8 @@ class Model:
         self._num_threads_arg = num_threads
         self._verify = verify
         slots = self._plan.slots
-        self.inputs = [TensorSpec(s.name, _public_shape(s.shape), s.dtype)
-                       for s in self._plan.inputs]
-        self.outputs = [TensorSpec(slots[i].name, _public_shape(slots[i].shape), slots[i].dtype)
+        self.inputs = [TensorSpec(s.name, _public_shape(s), s.dtype) for s in self._plan.inputs]
+        self.outputs = [TensorSpec(slots[i].name, _public_shape(slots[i]), slots[i].dtype)
                         for i in self._plan.outputs]
         # (index, time symbol) of each TimeStep, and (graph input, time symbol) of each
         # sequence-lengths input: both are checked against the call's time lengths.
@@ -410,24 +418,35 @@ class _StepSpec:
         self.Ts = [1] * p.num_times
         # The first output's symbolic axes without time.
         self.out_axes = tuple(d for d in p.slots[p.outputs[0]].shape if not plan.is_time(d))
-        # The carried state arrays, in order: key -> width (h: S, c: H for an LSTM).
+        # The carried state arrays, in order: key -> width (h: S, c: H for an LSTM). The
+        # keys (h key, c key or None) of each recurrent layer: "<layer>.h" / "<layer>.c", or
+        # the graph input its initial state comes from (ir.Recurrent.h_state_key).
+        self.keys = p.state_keys
         self.state_widths = {}
-        for name, cell, D, H, S, direction in p.recurrent:
-            self.state_widths[f"{name}.h"] = S
-            if cell == "lstm":
-                self.state_widths[f"{name}.c"] = H
+        for (hk, ck), (name, cell, D, H, S, direction) in zip(self.keys, p.recurrent):
+            self.state_widths[hk] = S
+            if ck is not None:
+                self.state_widths[ck] = H
         # Where a stream starts: zeros, or the model's constant initial states (which fix
-        # its batch size, self.fixed_batch).
+        # its batch size, self.fixed_batch). A batch size the source declares for a step
+        # input fixes it too (declared_batch: (size, input name)).
         self.fixed_batch = model.fixed_batch
+        self.declared_batch = next(
+            ((f, s.name) for s in (p.inputs[i] for i in self.step_inputs)
+             for d, f in zip(s.shape, s.fixed or ()) if d == plan.BATCH and f is not None),
+            None)
         self.start = {}
-        for op, (name, cell, *_) in zip((o for o in p.ops if "rec" in o), p.recurrent):
-            for key, value in ((f"{name}.h", op["rec"].get("h0v")),
-                               (f"{name}.c", op["rec"].get("c0v"))):
+        for op, (hk, ck) in zip((o for o in p.ops if "rec" in o), self.keys):
+            for key, value in ((hk, op["rec"].get("h0v")), (ck, op["rec"].get("c0v"))):
                 if value is not None:
                     self.start[key] = np.asarray(value).reshape(self.fixed_batch, -1)
 
     def start_state(self, key: str, batch: int) -> np.ndarray:
         """The (batch, width) state a new stream starts from."""
+        if self.declared_batch is not None and batch != self.declared_batch[0]:
+            size, name = self.declared_batch
+            raise InputError(f"input {name!r} is declared with batch size {size}; a stream of "
+                             f"{batch} rows cannot run it")
         if self.fixed_batch is not None and batch != self.fixed_batch:
             raise InputError(f"the model's constant initial state or sequence lengths fix the "
                              f"batch size to {self.fixed_batch}; a stream of {batch} rows "
@@ -551,16 +570,16 @@ class Stream:
 
     def _arrays(self):
         """(key, the live state array (B, width)) for each carried state."""
-        for (name, cell, *_), h, c in zip(self.model._plan.recurrent, self._h, self._c):
-            yield f"{name}.h", h[0]
-            if cell == "lstm":
-                yield f"{name}.c", c[0]
+        for (hk, ck), h, c in zip(self._spec.keys, self._h, self._c):
+            yield hk, h[0]
+            if ck is not None:
+                yield ck, c[0]
 
     def _restart(self) -> None:
-        for (name, cell, *_), h, c in zip(self.model._plan.recurrent, self._h, self._c):
-            h[0] = self._spec.start_state(f"{name}.h", self.batch_size)
-            if cell == "lstm":
-                c[0] = self._spec.start_state(f"{name}.c", self.batch_size)
+        for (hk, ck), h, c in zip(self._spec.keys, self._h, self._c):
+            h[0] = self._spec.start_state(hk, self.batch_size)
+            if ck is not None:
+                c[0] = self._spec.start_state(ck, self.batch_size)
 
     def reset(self) -> None:
         """Back to the initial state: zeros, or the model's constant initial state."""
@@ -573,7 +592,9 @@ class Stream:
 
     @property
     def state(self) -> dict:
-        """Copies of the carried states: {'<layer>.h': (B, S), '<layer>.c': (B, H) (lstm)}."""
+        """Copies of the carried states: {'<layer>.h': (B, S), '<layer>.c': (B, H) (lstm)},
+        keyed instead by the graph input a layer's initial state comes from in an ONNX model
+        ('h0', 'c0'; 'h0[1]' for row 1 of a stacked state input)."""
         if not self._busy.acquire():
             raise _busy_error()
         try:

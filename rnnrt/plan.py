@@ -50,10 +50,12 @@ MERGE_CODES = {"sum": 0, "mul": 1, "ave": 2}
 
 @dataclass
 class Slot:
-    """One tensor of the plan: its symbolic shape and dtype."""
+    """One tensor of the plan: its symbolic shape and dtype; for a graph input, `fixed`:
+    per axis, the size a symbolic axis must have (what the source declares), or None."""
     name: str
     shape: tuple
     dtype: str
+    fixed: tuple | None = None
 
     def concrete(self, B: int, Ts) -> tuple:
         """The shape for batch size B and time lengths Ts (indexed by time_index)."""
@@ -70,6 +72,7 @@ class Plan:
     outputs: list          # slot indices of the graph outputs
     recurrent: list        # (layer name, cell, D, H, S, direction) per recurrent op
     num_times: int         # how many time symbols the inputs bring
+    state_keys: list       # (h key, c key or None) per recurrent op: Stream.state's keys
 
     def slot_bytes(self, B: int, Ts, skip=()) -> int:
         """Bytes of the slots (but the indices in `skip`) for batch B and time lengths Ts."""
@@ -196,6 +199,19 @@ def input_shape(info: dict, time_major: bool, time: str) -> tuple:
     return tuple(out)
 
 
+def _declared(info: dict, sym: tuple):
+    """A graph input's declared sizes of its symbolic axes (ir.TensorInfo.declared)."""
+    declared = info.get("declared")
+    if declared is None:
+        return None
+    if not isinstance(declared, list) or len(declared) != len(sym) or not all(
+            d is None or (type(d) is int and 1 <= d < 2 ** 31 and isinstance(s, str))
+            for d, s in zip(declared, sym)):
+        raise FormatError(f"graph input {info.get('name')!r}: bad declared sizes {declared!r} "
+                          f"for shape {list(sym)}")
+    return tuple(declared)
+
+
 def _first_time_major(doc, name) -> bool:
     """Whether the first recurrent layer downstream of tensor `name` is time-major."""
     frontier = {name}
@@ -261,11 +277,12 @@ def _build(doc: dict, tensors: dict) -> Plan:
                               f"are the first two (batch and time)")
         num_times += time in sym
         define(info.get("name"), sym, info["dtype"])
+        slots[-1].fixed = _declared(info, sym)
         inputs.append(slots[-1])
 
     if num_times > MAX_TIMES:
         raise FormatError(f"the graph has {num_times} sequence inputs; at most {MAX_TIMES}")
-    ops, recurrent = [], []
+    ops, recurrent, state_keys = [], [], []
     for layer in doc["layers"]:
         if not isinstance(layer, dict) or layer.get("kind") not in OP_CODES:
             raise FormatError(f"unknown layer {layer!r:.200}")
@@ -277,8 +294,12 @@ def _build(doc: dict, tensors: dict) -> Plan:
         op["kind"] = OP_CODES[kind]
         if kind == "Recurrent":
             recurrent.append(op.pop("_info"))
+            state_keys.append(op.pop("_state_keys"))
             op["stream_state"] = len(recurrent) - 1
         ops.append(op)
+    keys = [k for pair in state_keys for k in pair if k is not None]
+    if len(set(keys)) != len(keys):
+        raise FormatError(f"two recurrent layers carry state under one key: {keys}")
     outputs = []
     if not isinstance(doc["outputs"], list) or not doc["outputs"]:
         raise FormatError("graph has no outputs")
@@ -286,7 +307,7 @@ def _build(doc: dict, tensors: dict) -> Plan:
         if name not in index:
             raise FormatError(f"graph output {name!r} is not produced by any layer")
         outputs.append(index[name])
-    p = Plan(slots, ops, inputs, outputs, recurrent, num_times)
+    p = Plan(slots, ops, inputs, outputs, recurrent, num_times, state_keys)
     # Fixed axes (up to 2**31 - 1 each) can make even one row of one step too big to run.
     limits.check_fits(p.slot_bytes(1, [1] * num_times) + p.state_bytes(1),
                       "the graph: one sequence of one step", FormatError)
@@ -450,6 +471,11 @@ def _recurrent(layer, tensors, read, define):
         outs.append(-1 if name is None else define(name, shape, "float32"))
     if all(o < 0 for o in outs):
         _fail(layer, "a recurrent layer must produce an output")
+    keys = [_attr(layer, f"{w}_state_key", (str,), optional=True) for w in "hc"]
+    if "" in keys or (keys[1] is not None and cell != "lstm"):
+        _fail(layer, f"bad state keys {keys}")
+    state_keys = (keys[0] or f"{layer['name']}.h",
+                  (keys[1] or f"{layer['name']}.c") if cell == "lstm" else None)
 
     rec = dict(cell=CELLS[cell], D=D, G=G, H=H, In=I, S=S, lbr=int(lbr),
                input_forget=int(input_forget), reverse_only=int(direction == "reverse"),
@@ -465,7 +491,7 @@ def _recurrent(layer, tensors, read, define):
             "rows_mult": 1, "fixed_batch": batches.pop() if batches else 0,
             "max_const_len": int(lens_v.max()) if lens_v is not None and lens_v.size else 0,
             "n_in": I, "n_out": D * S, "rec": rec,
-            "_info": (layer["name"], cell, D, H, S, direction)}
+            "_info": (layer["name"], cell, D, H, S, direction), "_state_keys": state_keys}
 
 
 def _embedding(layer, tensors, read, define):

@@ -161,11 +161,10 @@ class StreamPool:
 
     def _layer_arrays(self, row_slice):
         """(key, store view) of each carried state, restricted to row_slice."""
-        for (name, cell, *_), h, c in zip(self.model._plan.recurrent, self._store_h,
-                                          self._store_c):
-            yield f"{name}.h", h[row_slice]
-            if cell == "lstm":
-                yield f"{name}.c", c[row_slice]
+        for (hk, ck), h, c in zip(self._spec.keys, self._store_h, self._store_c):
+            yield hk, h[row_slice]
+            if ck is not None:
+                yield ck, c[row_slice]
 
     # ------------------------------------------------------------------ public
 

@@ -10,8 +10,14 @@ Layout (snapshot v1, every integer little-endian):
     offset 28  header         UTF-8 JSON object:
                  {"fingerprint": "<64 hex digits>",   # the model's, see fingerprint()
                   "batch": B,                          # rows of every array
-                  "arrays": [[key, width], ...]}       # "<layer>.h" / "<layer>.c", in order
+                  "arrays": [[key, width], ...]}       # Stream.state's keys, in order
     then       the arrays, float32 (B, width) each, C order, one after the other
+
+The keys are "<layer>.h" / "<layer>.c", or the names a layer's h_state_key / c_state_key
+give its states (an ONNX model's state inputs: "h0", "c0", "h0[1]"). They are part of the
+model's graph, which the fingerprint covers: a file keeps the keys it was converted with
+(files from before state keys keep "<layer>.h"), so its snapshots still resume, and the keys
+needed no new snapshot version.
 
 The state is stored exactly (float32 bits), so a stream resumed from a snapshot continues bit
 for bit as the original would have. decode() trusts nothing: a short, damaged, foreign or

@@ -198,7 +198,7 @@ def test_onnx_input_with_a_third_dynamic_axis_is_refused_at_convert(tmp_path):
              helper.make_node("LSTM", ["x2", "W", "R"], ["y", "h"], hidden_size=H)]
     graph = helper.make_graph(
         nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["t", "n", "k", I])],
-        [helper.make_tensor_value_info("h", TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info("h", TensorProto.FLOAT, [1, "n", H])],
         [numpy_helper.from_array(v, k) for k, v in consts.items()])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)]),
               str(tmp_path / "m.onnx"))
@@ -423,8 +423,9 @@ def test_row_of_length_zero_ends_as_onnxruntime_ends_it(tmp_path, op, direction)
     outputs = ["Y", "Y_h"] + (["Y_c"] if op == "LSTM" else [])
     node = helper.make_node(op, ["X", "W", "R", "B", "lens"] + states, outputs, hidden_size=H,
                             direction=direction)
+    shapes = {"Y": ["T", D, "N", H], "Y_h": [D, "N", H], "Y_c": [D, "N", H]}
     graph = helper.make_graph([node], "g", inputs,
-                              [helper.make_tensor_value_info(o, TensorProto.FLOAT, None)
+                              [helper.make_tensor_value_info(o, TensorProto.FLOAT, shapes[o])
                                for o in outputs], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
     model.ir_version = 8

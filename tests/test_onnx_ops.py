@@ -355,7 +355,8 @@ def test_unsupported_op_names_op_node_and_supported_set(tmp_path):
     g = model.graph
     g.node.append(helper.make_node("Sin", ["Y"], ["Z"], name="my_sin"))
     del g.output[:]
-    g.output.append(helper.make_tensor_value_info("Z", TensorProto.FLOAT, None))
+    g.output.append(helper.make_tensor_value_info("Z", TensorProto.FLOAT,
+                                                  ["time", 1, "batch", 2]))
     with pytest.raises(UnsupportedModelError) as e:
         rnnrt.convert(_save(model, tmp_path), tmp_path / "o.rnnrt")
     msg = str(e.value)
@@ -379,12 +380,14 @@ def test_weight_given_as_unbound_input_says_how_to_bind(tmp_path):
 
 
 def test_missing_initializer_names_the_node(tmp_path):
+    """An input no initializer, graph input or node defines: an invalid model (onnx.checker's
+    message names the tensor and the node)."""
     x = helper.make_tensor_value_info("X", TensorProto.FLOAT, ["t", "b", 3])
-    y = helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)
+    y = helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["t", 1, "b", 2])
     node = helper.make_node("LSTM", ["X", "W", "R"], ["Y"], name="lonely", hidden_size=2)
     model = helper.make_model(helper.make_graph([node], "g", [x], [y]),
                               opset_imports=[helper.make_opsetid("", 14)])
-    with pytest.raises(UnsupportedModelError, match="lonely.*'W' is not defined"):
+    with pytest.raises(rnnrt.FormatError, match="input 'W' of node.*lonely"):
         rnnrt.convert(_save(model, tmp_path), tmp_path / "o.rnnrt")
 
 
@@ -402,6 +405,11 @@ def test_wrong_weight_shape_is_named(tmp_path):
                              outputs=("Y",))
     (attr,) = [a for a in model.graph.node[0].attribute if a.name == "hidden_size"]
     attr.i = 5      # hidden_size no longer matches W and R
+    # onnx.checker's shape inference sees it contradict Y's declared shape (.., 4) ...
+    with pytest.raises(rnnrt.FormatError, match="the_gru.*differ"):
+        rnnrt.convert(_save(model, tmp_path), tmp_path / "o.rnnrt")
+    # ... and rnnrt sees it contradict W and R where nothing declares hidden_size.
+    model.graph.output[0].type.tensor_type.shape.dim[3].dim_param = "hidden"
     with pytest.raises(UnsupportedModelError, match="hidden_size 5"):
         rnnrt.convert(_save(model, tmp_path), tmp_path / "o.rnnrt")
 
@@ -415,16 +423,24 @@ def test_constants_for_unknown_input_is_refused(tmp_path):
 
 
 def test_any_ir_version_is_read(tmp_path):
-    """rnnrt reads the content, whatever IR version stamps it (onnx 1.23 stamps 14)."""
+    """rnnrt reads the content, whatever IR version stamps it (onnx 1.23 stamps 14), as long
+    as the model is valid for that version: before IR 4 initializers are graph inputs."""
     rng = np.random.default_rng(4)
     model = build_node_model("RNN", I=2, H=3, direction="forward",
                              weights=random_weights(rng, "RNN", 1, 2, 3), outputs=("Y_h",))
     x = rng.standard_normal((4, 2, 2)).astype(np.float32)
     want = run_ort(model, {"X": x})[0]
-    for v in (3, 7, 10, 14):
+    for v in (4, 7, 10, 14):
         model.ir_version = v
         got = convert_model(model, tmp_path, f"v{v}").run({"X": x})[0]
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    model.ir_version = 3
+    with pytest.raises(rnnrt.FormatError, match="W in initializer but not in graph input"):
+        convert_model(model, tmp_path, "v3")
+    model.graph.input.extend(helper.make_tensor_value_info(t.name, t.data_type, t.dims)
+                             for t in model.graph.initializer)
+    got = convert_model(model, tmp_path, "v3").run({"X": x})[0]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
 def test_constant_initial_state_fixes_batch_and_starts_streams(tmp_path):

@@ -272,3 +272,87 @@ def test_fast_and_general_step_paths_agree(tmp_path):
         fast.step(xs[0], out=np.empty((2, 5), np.float32))
     with pytest.raises(rnnrt.InputError):
         fast.step(xs[0][:, :2].copy())
+
+
+# ----------------------------------------------------------------------------- ONNX state keys
+
+ONNX_FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "onnx")
+
+
+def _onnx_lstm_with_state_inputs(H=4, I=3):
+    """X (time, batch, I), h0 and c0 (1, batch, H) graph inputs -> LSTM -> Y."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(3)
+    inits = [numpy_helper.from_array((rng.standard_normal(s) * 0.5).astype(np.float32), n)
+             for n, s in (("W", (1, 4 * H, I)), ("R", (1, 4 * H, H)), ("B", (1, 8 * H)))]
+    node = helper.make_node("LSTM", ["X", "W", "R", "B", "", "h0", "c0"], ["Y"],
+                            name="node_LSTM_117", hidden_size=H)
+    value = lambda name, dims: helper.make_tensor_value_info(name, TensorProto.FLOAT, dims)
+    graph = helper.make_graph([node], "g", [value("X", ["time", "batch", I]),
+                                            value("h0", [1, "batch", H]),
+                                            value("c0", [1, "batch", H])],
+                              [value("Y", ["time", 1, "batch", H])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    model.ir_version = 8
+    return model
+
+
+def test_onnx_stream_state_is_keyed_by_the_graph_state_inputs(tmp_path):
+    """The state a user feeds onnxruntime as h0 / c0 is the stream's state 'h0' / 'c0'
+    (not 'node_LSTM_117.h'): a stream started from it steps as onnxruntime runs from it."""
+    ort = pytest.importorskip("onnxruntime")
+    model = _onnx_lstm_with_state_inputs()
+    src = tmp_path / "m.onnx"
+    src.write_bytes(model.SerializeToString())
+    m = rnnrt.load(rnnrt.convert(src, tmp_path / "m.rnnrt"))
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((5, 2, 3)).astype(np.float32)
+    h0, c0 = (rng.standard_normal((1, 2, 4)).astype(np.float32) for _ in range(2))
+    want = ort.InferenceSession(model.SerializeToString(), providers=[
+        "CPUExecutionProvider"]).run(None, {"X": x, "h0": h0, "c0": c0})[0]
+    s = m.stream(batch_size=2)
+    assert sorted(s.state) == ["c0", "h0"]
+    s.state = {"h0": h0[0], "c0": c0[0]}
+    for t in range(5):
+        np.testing.assert_allclose(s.step(x[t]).reshape(2, 4), want[t, 0], rtol=1e-5,
+                                   atol=1e-6)
+    resumed = m.stream(batch_size=2, state=s.snapshot())   # the keys travel in snapshots
+    np.testing.assert_array_equal(resumed.state["c0"], s.state["c0"])
+
+
+def test_stacked_onnx_state_input_is_keyed_by_its_rows(tmp_path):
+    """torch's (num_layers, batch, H) h0 / c0, split per layer by Slice: layer l's state is
+    'h0[l]' / 'c0[l]', and a stream started from rows of h0 / c0 steps as run() from them."""
+    path = os.path.join(ONNX_FIXTURES, "torch", "lstm_2layer_state.legacy.onnx")
+    m = rnnrt.load(rnnrt.convert(path, tmp_path / "m.rnnrt"))
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, 4, 4)).astype(np.float32)        # (time, batch, features)
+    h0, c0 = (rng.standard_normal((2, 4, 5)).astype(np.float32) for _ in range(2))
+    full = m.run({"x": x, "h0": h0, "c0": c0})[0]
+    s = m.stream(batch_size=4)
+    assert list(s.state) == ["h0[0]", "c0[0]", "h0[1]", "c0[1]"]
+    s.state = {f"{name}[{layer}]": v[layer] for name, v in (("h0", h0), ("c0", c0))
+               for layer in range(2)}
+    for t in range(3):
+        np.testing.assert_allclose(s.step(x[t]), full[t], rtol=1e-5, atol=1e-6)
+
+
+def test_state_keys_come_from_the_file(tmp_path):
+    """A file whose layers name no state key (every file before them, and every Keras or
+    PyTorch model) keeps '<layer>.h' / '<layer>.c', so its snapshots still resume; two
+    layers claiming one key are refused when the file is planned (at save and load)."""
+    from rnnrt.importers.onnx import load_onnx
+    graph = load_onnx(os.path.join(ONNX_FIXTURES, "torch", "lstm_2layer_state.legacy.onnx"))
+    rec = [layer for layer in graph.layers if layer.kind == "Recurrent"]
+    for layer in rec:
+        layer.h_state_key = layer.c_state_key = None
+    old = load(graph, tmp_path)
+    s = old.stream(batch_size=2)
+    assert list(s.state) == [f"{rec[0].name}.h", f"{rec[0].name}.c", f"{rec[1].name}.h",
+                             f"{rec[1].name}.c"]
+    old.stream(batch_size=2, state=s.snapshot())
+    rec[0].h_state_key = rec[1].h_state_key = "h0"
+    with pytest.raises(rnnrt.FormatError, match="two recurrent layers carry state under one "
+                                                "key"):
+        load(graph, tmp_path)

@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from ... import ir
-from ...errors import UnsupportedModelError
+from ...errors import InputError, UnsupportedModelError
+from .proto import tensor_value
 from .values import Axis, Const, Seq, canon, rows_match, same_shape
 
 # ONNX element types rnnrt reads at run time.
@@ -54,14 +55,17 @@ class GraphInput(Tensor):
         self.dtype = self.onnx_dtype = dtype
 
     def info(self) -> ir.TensorInfo:
-        shape = []
+        """Its IR input: batch and time axes dynamic, with the sizes the model declares for
+        them (onnxruntime runs a model only at its declared sizes)."""
+        shape, declared = [], []
         for (a,) in self.layout:
             if a.kind == "?":
                 raise UnsupportedModelError(
                     f"graph input {self.name!r}: axis {len(shape)} is dynamic but no layer "
                     f"reads it as the batch or the time axis")
             shape.append(None if a.dynamic else a.size)
-        return ir.TensorInfo(self.name, tuple(shape), self.dtype)
+            declared.append(a.declared if a.dynamic else None)
+        return ir.TensorInfo(self.name, tuple(shape), self.dtype, tuple(declared))
 
 
 def claim(axis: Axis, kind: str, size: int | None = None, what: str = "") -> None:
@@ -98,6 +102,7 @@ class Importer:
             raise UnsupportedModelError("the model imports no version of the default ONNX "
                                         "operator set")
         self.constants = dict(constants or {})
+        self.where = "the graph"  # what is being imported: named by load_onnx's backstop
         self.values = {}
         self.layers = []
         self.inputs = []          # GraphInput, in graph order
@@ -130,18 +135,18 @@ class Importer:
 
     # ------------------------------------------------------------------ the walk
     def run(self) -> ir.Graph:
-        from onnx import numpy_helper
-
         g = self.graph
         for t in g.initializer:
-            self.values[t.name] = Const(numpy_helper.to_array(t))
-        for t in getattr(g, "sparse_initializer", []):
+            self.where = f"initializer {t.name!r}"
+            self.values[t.name] = Const(tensor_value(t, self.where))
+        for t in g.sparse_initializer:
             raise UnsupportedModelError(f"sparse initializer {t.values.name!r} is not supported")
         for vi in g.input:
+            self.where = f"graph input {vi.name!r}"
             if vi.name in self.values:
                 continue    # an initializer listed as an input (IR < 4): a constant
             if vi.name in self.constants:
-                self.values[vi.name] = Const(np.asarray(self.constants.pop(vi.name)))
+                self.values[vi.name] = Const(_bound_constant(vi, self.constants.pop(vi.name)))
                 continue
             self.values[vi.name] = Seq(self._graph_input(vi), None)
             self.values[vi.name].view = self.values[vi.name].source.layout
@@ -174,6 +179,7 @@ class Importer:
         for index, node in enumerate(g.node):
             if index not in live:
                 continue
+            self.where = _node_name(node, index)
             ins = [self.values.get(n) if n else None for n in node.input]
             for n, v in zip(node.input, ins):
                 if n and v is None:
@@ -186,6 +192,7 @@ class Importer:
 
         outputs = []
         for vi in g.output:
+            self.where = f"graph output {vi.name!r}"
             value = self.values.get(vi.name)
             if not isinstance(value, Seq):
                 raise UnsupportedModelError(
@@ -193,6 +200,8 @@ class Importer:
                     f": rnnrt computes outputs from inputs only")
             outputs.append(self.materialize(value, "exact").name)
         self._rename_outputs(outputs, [vi.name for vi in g.output])
+        from .recurrent import unique_state_keys
+        unique_state_keys(self.layers)
         infos = [i.info() for i in self.inputs]
         return ir.Graph(infos, self.layers, [vi.name for vi in g.output],
                         metadata={"source_format": "onnx", "opset": int(self.opset),
@@ -213,6 +222,9 @@ class Importer:
         layout = []
         for i, d in enumerate(dims):
             declared = d.dim_value if d.HasField("dim_value") else None
+            if declared is not None and not 1 <= declared < 2 ** 31:
+                raise UnsupportedModelError(f"graph input {vi.name!r}: axis {i} is declared of "
+                                            f"size {declared}; rnnrt runs sizes 1 to 2**31-1")
             if dtype == "float32" and i == len(dims) - 1:
                 if declared is None:
                     raise UnsupportedModelError(
@@ -263,6 +275,17 @@ class Importer:
                 v = getattr(layer, key, None)
                 if isinstance(v, str) and v in mapping:
                     setattr(layer, key, mapping[v])
+
+
+def _bound_constant(vi, value) -> np.ndarray:
+    """A constants= value for graph input `vi`, in the element type the input declares."""
+    from onnx import helper
+    try:
+        dtype = helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type)
+        return np.asarray(value, dtype)
+    except Exception as e:  # an undeclared type, or a value NumPy cannot convert
+        raise InputError(f"constants[{vi.name!r}]: cannot be taken as the graph input's "
+                         f"{_type_name(vi)}: {type(e).__name__}: {e}") from None
 
 
 _TENSOR_FIELDS = ("x", "ids", "out", "mask", "seq_lens", "h0", "c0", "y", "h_n", "c_n",

@@ -7,30 +7,16 @@ from __future__ import annotations
 import numpy as np
 
 from ... import ir
-from ...errors import UnsupportedModelError
+from ...errors import FormatError, UnsupportedModelError
 from . import recurrent, shapes
 from .importer import Tensor, _node_name, claim
+from .proto import attributes
 from dataclasses import replace
 
-from .values import Axis, Const, Fill, Seq, canon, reshape_view
+from .values import (Axis, Const, Fill, Seq, axis_index, canon, float32, reshape_view,
+                     single_axis)
 
 _RUNTIME_DTYPES = {1: "float32", 6: "int32", 7: "int64"}
-
-
-def attributes(node) -> dict:
-    from onnx import helper
-    out = {}
-    for a in node.attribute:
-        v = helper.get_attribute_value(a)
-        if a.type == a.TENSOR:
-            from onnx import numpy_helper
-            v = numpy_helper.to_array(v)
-        elif isinstance(v, bytes):
-            v = v.decode("utf-8", "replace")
-        elif isinstance(v, list) and v and isinstance(v[0], bytes):
-            v = [x.decode("utf-8", "replace") for x in v]
-        out[a.name] = v
-    return out
 
 
 def dispatch(imp, node, index, ins):
@@ -38,7 +24,7 @@ def dispatch(imp, node, index, ins):
     if node.domain not in ("", "ai.onnx"):
         raise UnsupportedModelError(f"{where}: operator domain {node.domain!r} is not "
                                     f"supported; {_supported()}")
-    attrs = attributes(node)
+    attrs = attributes(node, where)
     op = node.op_type
     if op in recurrent.CELLS:
         return recurrent.convert(imp, node, where, ins, attrs)
@@ -53,6 +39,9 @@ def dispatch(imp, node, index, ins):
         return [IdsExpr.extend(imp, node, where, ins)]
     if any(isinstance(v, Seq) for v in present):
         handler = SEQ_OPS.get(op)
+        if handler is not None and op not in _ANY_INPUT_SEQ and not isinstance(ins[0], Seq):
+            raise UnsupportedModelError(f"{where}: {op} of {shapes._describe(ins[0])} with a "
+                                        f"run-time tensor as another input")
     else:
         handler = shapes.HANDLERS.get(op)
     if handler is None:
@@ -60,6 +49,11 @@ def dispatch(imp, node, index, ins):
         raise UnsupportedModelError(f"{where}: {op} on {kinds} is not supported; "
                                     f"{_supported()}")
     return handler(imp, node, where, ins, attrs)
+
+
+# Ops on run-time tensors whose run-time input need not be the first: the others read a
+# run-time tensor as their first (data) input.
+_ANY_INPUT_SEQ = {"Gather", "Add", "Mul", "Concat"}
 
 
 def refuse_loop(node, index):
@@ -98,10 +92,10 @@ def passthrough(imp, node, where, ins, attrs):
     """Identity, Dropout (inference), Cast between types that keep the values."""
     x = ins[0]
     if node.op_type == "Cast":
-        to = _RUNTIME_DTYPES.get(int(attrs["to"]))
+        to = _RUNTIME_DTYPES.get(attrs.get("to"))
         if to is None or (to == "float32") != (_dtype(x) == "float32"):
             raise UnsupportedModelError(f"{where}: Cast of a {_dtype(x)} tensor to ONNX type "
-                                        f"{attrs['to']} is not supported")
+                                        f"{attrs.get('to')} is not supported")
     return [x] + [None] * (len(node.output) - 1)
 
 
@@ -113,7 +107,8 @@ def transpose(imp, node, where, ins, attrs):
     x = ins[0]
     perm = attrs.get("perm") or list(range(len(x.view)))[::-1]
     if sorted(perm) != list(range(len(x.view))):
-        raise UnsupportedModelError(f"{where}: perm {perm} for a rank-{len(x.view)} tensor")
+        raise FormatError(f"{where}: perm {perm} is not a permutation of the axes of a "
+                          f"rank-{len(x.view)} tensor")
     return [replace(x, view=tuple(x.view[p] for p in perm))]
 
 
@@ -124,7 +119,7 @@ def squeeze(imp, node, where, ins, attrs):
     if axes is None:
         drop = {i for i, g in enumerate(x.view) if canon((g,)) == ((),)}
     else:
-        drop = {a % rank for a in axes}
+        drop = {axis_index(a, rank, where) for a in axes}
     for a in drop:
         if canon((x.view[a],)) != ((),):
             raise UnsupportedModelError(f"{where}: Squeeze of axis {a}, which is {x.view[a]} "
@@ -135,9 +130,11 @@ def squeeze(imp, node, where, ins, attrs):
 def unsqueeze(imp, node, where, ins, attrs):
     x = ins[0]
     axes = shapes._axes(ins, attrs, where)
+    if axes is None:
+        raise FormatError(f"{where}: Unsqueeze without axes")
     view = list(x.view)
     rank = len(view) + len(axes)
-    for a in sorted(a % rank for a in axes):
+    for a in sorted(axis_index(a, rank, where) for a in axes):
         view.insert(a, (Axis("U", 1),))
     return [replace(x, view=tuple(view))]
 
@@ -149,7 +146,11 @@ def reshape(imp, node, where, ins, attrs):
 
 def flatten(imp, node, where, ins, attrs):
     x = ins[0]
-    axis = int(attrs.get("axis", 1)) % (len(x.view) + 1)
+    axis, rank = attrs.get("axis", 1), len(x.view)
+    if not -rank <= axis <= rank:
+        raise FormatError(f"{where}: Flatten axis {axis} is out of range for a rank-{rank} "
+                          f"tensor")
+    axis %= rank + 1
     merged = lambda gs: tuple(a for g in gs for a in g) or (Axis("U", 1),)
     return [replace(x, view=(merged(x.view[:axis]), merged(x.view[axis:])))]
 
@@ -157,17 +158,16 @@ def flatten(imp, node, where, ins, attrs):
 def slice_(imp, node, where, ins, attrs):
     x = ins[0]
     starts, ends, axes, steps = shapes._slice_args(ins, attrs, where)
-    axes = axes if axes is not None else list(range(len(starts)))
-    steps = steps or [1] * len(starts)
     out = x
     for start, end, axis, step in zip(starts, ends, axes, steps):
-        out = _slice_one(imp, node, where, out, axis % len(out.view), start, end, step)
+        out = _slice_one(imp, node, where, out, axis_index(axis, len(out.view), where),
+                         start, end, step)
     return [out]
 
 
 def _slice_one(imp, node, where, x, axis, start, end, step):
     group = x.view[axis]
-    (a,) = canon((group,))[0] or (None,)
+    a = single_axis(group, where)
     if step != 1:
         raise UnsupportedModelError(f"{where}: Slice with step {step}")
     if a is not None and a.kind == "T":
@@ -303,10 +303,11 @@ class IdsExpr:
 
 def gather(imp, node, where, ins, attrs):
     data, idx = ins
-    axis = int(attrs.get("axis", 0))
+    axis = attrs.get("axis", 0)
     if isinstance(data, Const):
         if isinstance(idx, Seq) and isinstance(idx.source, IdsExpr):
-            if not idx.source.identity_on(imp, data.value.shape[0], where):
+            if data.value.ndim == 2 and \
+                    not idx.source.identity_on(imp, data.value.shape[0], where):
                 raise UnsupportedModelError(f"{where}: the arithmetic on the token ids before "
                                             f"this embedding changes valid ids")
             idx = idx.source.root
@@ -314,9 +315,9 @@ def gather(imp, node, where, ins, attrs):
     if not isinstance(idx, Const) or np.asarray(idx.value).ndim != 0:
         raise UnsupportedModelError(f"{where}: Gather from a run-time tensor needs one constant "
                                     f"index")
-    index = int(idx.value)
-    axis %= len(data.view)
-    (a,) = canon((data.view[axis],))[0] or (None,)
+    (index,) = shapes.const_ints(idx, where, "indices")
+    axis = axis_index(axis, len(data.view), where)
+    a = single_axis(data.view[axis], where)
     if a is not None and a.kind == "T":
         return [_timestep(imp, node, where, data, axis, index, keep_axis=False)]
     if a is not None and a.kind == "D":
@@ -400,6 +401,8 @@ def _final_state(x, index):
 
 def merge_directions(imp, node, where, ins, attrs):
     """Add / Mul of the two directions of one tensor: the IR's MergeDirections."""
+    if len(ins) != 2 or not all(isinstance(v, Seq) for v in ins):
+        return None
     a, b = ins
     pa, pb = a.source, b.source
     ok = isinstance(pa, DirectionPart) and isinstance(pb, DirectionPart) and \
@@ -443,8 +446,12 @@ class DirectionPart:
 def concat(imp, node, where, ins, attrs):
     """Concat of the directions of one tensor, in order, on the feature axis: the tensor
     with its directions beside its features (what bidirectional exports do)."""
+    other = next((v for v in ins if not isinstance(v, Seq)), ins[0])
+    if not isinstance(other, Seq):
+        raise UnsupportedModelError(f"{where}: Concat of run-time tensors with "
+                                    f"{shapes._describe(other)}")
     parts = [v.source for v in ins]
-    axis = int(attrs["axis"]) % len(ins[0].view)
+    axis = axis_index(attrs.get("axis"), len(ins[0].view), where)
     if all(isinstance(p, DirectionPart) for p in parts) and axis == len(ins[0].view) - 1:
         first = parts[0]
         same = all(p.source is first.source and p.D is first.D for p in parts)
@@ -513,8 +520,12 @@ class PendingConcat:
 def reverse_sequence(imp, node, where, ins, attrs):
     """ReverseSequence of whole sequences (lengths = the time axis' size everywhere)."""
     x, lens = ins
-    t_axis = int(attrs.get("time_axis", 0))
-    (T,) = canon((x.view[t_axis],))[0] or (None,)
+    t_axis, b_axis = attrs.get("time_axis", 0), attrs.get("batch_axis", 1)
+    if {t_axis, b_axis} != {0, 1} or len(x.view) < 2:
+        raise FormatError(f"{where}: ReverseSequence's time_axis and batch_axis must be 0 and 1 "
+                          f"(either way round) of a tensor of rank >= 2, got {t_axis} and "
+                          f"{b_axis} for rank {len(x.view)}")
+    T = single_axis(x.view[t_axis], where)
     if not (isinstance(lens, Fill) and T is not None and lens.value is T):
         raise UnsupportedModelError(f"{where}: ReverseSequence is supported for whole "
                                     f"sequences (every length equal to the time axis)")
@@ -533,9 +544,10 @@ def _feature_slice(imp, node, where, x, lo, hi):
 
 
 def _embedding(imp, node, where, table, ids, axis):
-    if axis != 0 or table.value.ndim != 2 or not isinstance(ids, Seq):
+    if axis not in (0, -2) or table.value.ndim != 2 or not isinstance(ids, Seq):
         raise UnsupportedModelError(f"{where}: Gather from a constant is an embedding only "
                                     f"with a 2-D table, axis 0 and run-time ids")
+    float32(table.value, where, "the embedding table")
     t = imp.materialize(ids, "exact")
     if _dtype(ids) not in ("int64", "int32") or not hasattr(t, "info"):
         raise UnsupportedModelError(f"{where}: embedding ids must be an integer graph input")
@@ -570,7 +582,7 @@ def matmul(imp, node, where, ins, attrs):
     if not isinstance(x, Seq) or not isinstance(w, Const) or w.value.ndim != 2:
         raise UnsupportedModelError(f"{where}: MatMul is supported as run-time tensor @ "
                                     f"constant 2-D matrix")
-    return [_dense(imp, node, where, x, w.value, None)]
+    return [_dense(imp, node, where, x, float32(w.value, where, "the matrix"), None)]
 
 
 def gemm(imp, node, where, ins, attrs):
@@ -580,18 +592,19 @@ def gemm(imp, node, where, ins, attrs):
                                                               and not isinstance(c, Const)):
         raise UnsupportedModelError(f"{where}: Gemm is supported as run-time A (not transposed) "
                                     f"@ constant B + constant C")
-    kernel = np.asarray(b.value)
+    kernel = float32(b.value, where, "B")
+    if kernel.ndim != 2:
+        raise FormatError(f"{where}: Gemm's B must be 2-D, got shape {kernel.shape}")
     if attrs.get("transB", 0):
         kernel = kernel.T
-    kernel = kernel * float(attrs.get("alpha", 1.0))
+    kernel = kernel * np.float32(attrs.get("alpha", 1.0))
     bias = None
     if c is not None:
-        bias = np.broadcast_to(np.asarray(c.value), (1, kernel.shape[1])) \
-            if np.asarray(c.value).ndim <= 2 and np.asarray(c.value).size in (1, kernel.shape[1]) \
-            else None
-        if bias is None:
-            raise UnsupportedModelError(f"{where}: Gemm's C must broadcast over the rows")
-        bias = bias.reshape(-1) * float(attrs.get("beta", 1.0))
+        N, cv = kernel.shape[1], float32(c.value, where, "C")
+        if cv.shape not in ((), (1,), (N,), (1, 1), (1, N)):
+            raise UnsupportedModelError(f"{where}: Gemm's C must broadcast over the rows: "
+                                        f"shape (N,) or (1, N) with N = {N}, got {cv.shape}")
+        bias = np.broadcast_to(cv.reshape(-1), (N,)) * np.float32(attrs.get("beta", 1.0))
     if len(x.view) != 2:
         raise UnsupportedModelError(f"{where}: Gemm's A must be 2-D")
     return [_dense(imp, node, where, x, kernel, bias)]
@@ -629,7 +642,7 @@ def add(imp, node, where, ins, attrs):
     seqs = [(n, v) for n, v in zip(node.input, ins) if isinstance(v, Seq)]
     consts = [v for v in ins if isinstance(v, Const)]
     if len(seqs) == 1 and len(consts) == 1:     # either order: legacy torch writes bias first
-        (name, x), c = seqs[0], np.asarray(consts[0].value, np.float32)
+        (name, x), c = seqs[0], float32(consts[0].value, where, "the constant added")
         dense = _fusable_dense(imp, x, name)
         width = shapes.dims_of((x.view[-1],))[0]
         if dense is not None and dense.activation.name == "linear" and c.size in (1, width) \
@@ -665,7 +678,7 @@ def activation(imp, node, where, ins, attrs):
     if name in ir.ROW_WISE:
         rank = len(x.view)
         default = -1 if imp.opset >= 13 else 1
-        axis = int(attrs.get("axis", default)) % rank
+        axis = axis_index(attrs.get("axis", default), rank, where)
         if axis != rank - 1:
             raise UnsupportedModelError(f"{where}: {op} over axis {axis} of a rank-{rank} "
                                         f"tensor; rnnrt applies it over the last axis")
@@ -673,6 +686,9 @@ def activation(imp, node, where, ins, attrs):
     else:
         alpha = float(attrs.get(a[0], a[1])) if a else None
         beta = float(attrs.get(b[0], b[1])) if b else None
+        if not np.isfinite([v for v in (alpha, beta) if v is not None]).all():
+            raise UnsupportedModelError(f"{where}: {op}'s parameters must be finite, got "
+                                        f"{alpha}, {beta}")
         act = ir.Act.of(name, alpha, beta)
     dense = _fusable_dense(imp, x, node.input[0])
     if dense is not None and dense.activation.name == "linear":

@@ -21,12 +21,14 @@ The outputs stay pending (RecurrentOutput) until a reader says which layout it n
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 
 from ... import ir
-from ...errors import UnsupportedModelError
+from ...errors import FormatError, UnsupportedModelError
 from .importer import Tensor, claim
-from .values import Axis, Const, Fill, Seq, canon, same_shape
+from .values import Axis, Const, Fill, Seq, canon, float32, same_shape, single_axis
 
 CELLS = {"RNN": "rnn", "LSTM": "lstm", "GRU": "gru"}
 
@@ -62,6 +64,9 @@ def activations(cell, D, names, alphas, betas, where):
         da, db = _DEFAULTS.get(key, (0.0, 0.0))
         a = (alphas.pop(0) if alphas else da) if takes_a else 0.0
         b = (betas.pop(0) if betas else db) if takes_b else 0.0
+        if not np.isfinite([a, b]).all():
+            raise UnsupportedModelError(f"{where}: activation {name}'s parameters must be "
+                                        f"finite, got {a}, {b}")
         acts.append(ir.Act.of(ir_name, float(a), float(b)))
     return [acts[d * n:(d + 1) * n] for d in range(D)]
 
@@ -74,13 +79,10 @@ def _weight(value, name, where, shape=None):
             f"{where}: input {name} is computed at run time; rnnrt packs weights when it "
             f"converts. Make it an initializer, or pass its value with "
             f"rnnrt.convert(..., constants={{'<input name>': array}})")
-    arr = np.asarray(value.value)
-    if arr.dtype.kind != "f":
-        raise UnsupportedModelError(f"{where}: {name} must be floating point, got {arr.dtype}")
+    arr = float32(np.asarray(value.value), where, name)
     if shape is not None and arr.shape != tuple(shape):
         raise UnsupportedModelError(f"{where}: {name} must have shape {tuple(shape)}, got "
                                     f"{arr.shape}")
-    arr = arr.astype(np.float32)
     if not np.all(np.isfinite(arr)):
         raise UnsupportedModelError(f"{where}: {name} holds NaN or infinite values")
     return arr
@@ -188,7 +190,9 @@ def convert(imp, node, where, ins, attrs):
     R = _weight(R, "R", where)
     if W is None or R is None or W.ndim != 3 or R.ndim != 3:
         raise UnsupportedModelError(f"{where}: W and R must be 3-D constants")
-    H = int(attrs.get("hidden_size", R.shape[-1]))
+    H = attrs.get("hidden_size", R.shape[-1])
+    if H < 1:
+        raise FormatError(f"{where}: hidden_size must be positive, got {H}")
     if W.shape[:2] != (D, G * H) or R.shape != (D, G * H, H):
         raise UnsupportedModelError(
             f"{where}: with hidden_size {H} and {D} direction(s), W must be ({D}, {G * H}, I) "
@@ -233,8 +237,8 @@ def convert(imp, node, where, ins, attrs):
     acts = activations(cell, D, attrs.get("activations"), attrs.get("activation_alpha"),
                        attrs.get("activation_beta"), where)
     clip = attrs.get("clip")
-    if clip is not None and not clip > 0:
-        raise UnsupportedModelError(f"{where}: clip must be positive, got {clip}")
+    if clip is not None and not 0 < clip < np.inf:
+        raise UnsupportedModelError(f"{where}: clip must be positive and finite, got {clip}")
     layer = ir.Recurrent(
         name=imp.fresh(node.name or f"{node.op_type.lower()}"), cell=cell, direction=direction,
         hidden_size=H, input_size=I, x=x.name, W=W, R=R,
@@ -258,6 +262,7 @@ def convert(imp, node, where, ins, attrs):
                 setattr(layer, f"{key}_value", name)
             else:
                 setattr(layer, key, name)
+                setattr(layer, f"{key[0]}_state_key", _state_key(imp, name))
             layer.state_layout, fixed = sl, True
     if lens is not None:
         if isinstance(lens, Const):
@@ -312,7 +317,10 @@ def _initial_state(imp, value, view, where, key):
             raise UnsupportedModelError(f"{where}: constant {what} has shape {arr.shape}, "
                                         f"expected {'(D, batch, H)' if dbh else '(batch, D, H)'}"
                                         f" with D={D}, H={H}, finite")
-        return np.ascontiguousarray(arr, np.float32), "dbh" if dbh else "bdh"
+        return np.ascontiguousarray(float32(arr, where, what)), "dbh" if dbh else "bdh"
+    if not isinstance(value, Seq):
+        raise UnsupportedModelError(f"{where}: {what} is {type(value).__name__}; rnnrt starts "
+                                    f"from zeros, a constant or a run-time state")
     if len(value.view) != 3:
         raise UnsupportedModelError(f"{where}: {what} must have rank 3, got {len(value.view)}")
     for got, (want,) in zip(value.view, view):
@@ -328,6 +336,35 @@ def _initial_state(imp, value, view, where, key):
             return tensor.name, sl
     raise UnsupportedModelError(f"{where}: {what} has shape {_kinds(tensor.layout)}; expected "
                                 f"{_kinds(view)}")
+
+
+def _state_key(imp, tensor: str):
+    """The stream-state key of a state that starts from IR tensor `tensor`: the graph input
+    it is ("h0"), or the rows of one it is ("h0[1]": row 1 of a stacked (layers, batch, H)
+    input, as torch exports num_layers > 1; "h0[2:4]", "h0[:, 1]" likewise); None, the
+    layer's own key ("<layer>.h"), when it is computed otherwise."""
+    inputs = {i.name for i in imp.inputs}
+    if tensor in inputs:
+        return tensor
+    for layer in imp.layers:
+        if isinstance(layer, ir.Slice) and layer.out == tensor and layer.x in inputs:
+            rows = str(layer.start) if layer.stop == layer.start + 1 else \
+                f"{layer.start}:{layer.stop}"
+            return f"{layer.x}[{', '.join([':'] * layer.axis + [rows])}]"
+    return None
+
+
+def unique_state_keys(layers) -> None:
+    """A state key two layers would share (one graph input starting both, or a graph input
+    named like a layer's own key) goes back to the layers' own keys, "<layer>.h" / ".c"."""
+    recs = [layer for layer in layers if isinstance(layer, ir.Recurrent)]
+    taken = Counter(k for r in recs for k in (r.h_state_key, r.c_state_key) if k)
+    own = {f"{r.name}.{w}" for r in recs for w in "hc"}
+    for r in recs:
+        for attr in ("h_state_key", "c_state_key"):
+            key = getattr(r, attr)
+            if key is not None and (taken[key] > 1 or key in own):
+                setattr(r, attr, None)
 
 
 def _kinds(layout):
@@ -352,16 +389,19 @@ def _check_dims(dims, view, where, what):
 
 def _constant_lengths(value, where):
     arr = np.asarray(value.value)
-    if arr.ndim != 1 or arr.dtype.kind not in "iu" or arr.size == 0 or arr.min() < 0:
+    if arr.ndim != 1 or arr.dtype.kind not in "iu" or arr.size == 0 or arr.min() < 0 or \
+            arr.max() >= 2 ** 31:
         raise UnsupportedModelError(f"{where}: constant sequence_lens must be non-negative "
-                                    f"integers (batch,), got {arr.dtype} {arr.shape}")
+                                    f"int32 values (batch,), got {arr.dtype} {arr.shape}")
     return arr.astype(np.int32)
 
 
 def _lengths(imp, value, B, where):
     if not isinstance(value, Seq) or len(value.view) != 1:
         raise UnsupportedModelError(f"{where}: sequence_lens must be a 1-D run-time input")
-    (a,) = value.view[0]
+    a = single_axis(value.view[0], where)
+    if a is None:
+        raise UnsupportedModelError(f"{where}: sequence_lens has a fixed size 1, not the batch")
     claim(a, "B", what=f"{where}: sequence_lens")
     t = imp.materialize(value, "exact")
     if getattr(t, "dtype", None) != "int32":

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...errors import UnsupportedModelError
-from .values import Axis, Const, Fill, Seq, SymInts, dims_of
+from ...errors import FormatError, UnsupportedModelError
+from .values import Axis, Const, Fill, Seq, SymInts, axis_index, dims_of
 
 
 def items(v, where) -> list:
@@ -21,16 +21,45 @@ def items(v, where) -> list:
 
 
 def const_ints(v, where, name) -> list:
+    """The entries of an integer constant (None for an absent input)."""
     if v is None:
         return None
     if not isinstance(v, Const):
         raise UnsupportedModelError(f"{where}: {name} must be a constant, got {_describe(v)}")
+    if v.value.dtype.kind not in "iu":
+        raise FormatError(f"{where}: {name} must be integers, got {v.value.dtype}")
     return [int(x) for x in np.asarray(v.value).reshape(-1)]
+
+
+def _dims(v, where) -> list:
+    """The shape of a run-time, filled or shape-vector value."""
+    if isinstance(v, Seq):
+        return list(dims_of(v.view))
+    if isinstance(v, Fill):
+        return list(v.dims)
+    if isinstance(v, SymInts):
+        return [] if v.scalar else [len(v.items)]
+    raise UnsupportedModelError(f"{where}: the shape of {_describe(v)}")
+
+
+def _fill(v, where) -> Fill:
+    if not isinstance(v, Fill):
+        raise UnsupportedModelError(f"{where}: {_describe(v)} where a filled tensor (zeros "
+                                    f"of a run-time shape) was expected")
+    return v
+
+
+def _sizes(entries, where) -> tuple:
+    """A shape: run-time sizes and non-negative ints."""
+    if any(isinstance(e, int) and e < 0 for e in entries):
+        raise FormatError(f"{where}: a shape with a negative size {list(entries)}")
+    return tuple(entries)
 
 
 def _describe(v) -> str:
     return {Const: "a constant", SymInts: "a shape computed at run time",
-            Fill: "a filled tensor", Seq: "a run-time tensor"}.get(type(v), repr(v))
+            Fill: "a filled tensor", Seq: "a run-time tensor",
+            type(None): "a missing input"}.get(type(v), repr(v))
 
 
 def _sym(entries, scalar=False):
@@ -41,18 +70,19 @@ def _sym(entries, scalar=False):
 
 
 def shape(imp, node, where, ins, attrs):
-    x = ins[0]
-    dims = list(dims_of(x.view)) if isinstance(x, Seq) else list(x.dims)
+    dims = _dims(ins[0], where)
     start, end = attrs.get("start", 0), attrs.get("end", None)
     return [_sym(dims[slice(start, end)])]
 
 
 def gather(imp, node, where, ins, attrs):
     data, idx = ins
-    if int(attrs.get("axis", 0)) != 0:
+    if attrs.get("axis", 0) not in (0, -1):
         raise UnsupportedModelError(f"{where}: Gather on a shape must use axis 0")
     entries = items(data, where)
     index = const_ints(idx, where, "indices")
+    if any(not -len(entries) <= i < len(entries) for i in index):
+        raise FormatError(f"{where}: indices {index} out of range for {len(entries)} entries")
     picked = [entries[i] for i in index]
     return [_sym(picked, scalar=np.asarray(idx.value).ndim == 0)]
 
@@ -62,36 +92,49 @@ def slice_(imp, node, where, ins, attrs):
     if isinstance(ins[0], Fill):
         return [_slice_fill(ins[0], starts, ends, axes, steps, where)]
     entries = items(ins[0], where)
-    if axes not in (None, [0]) or len(starts) != 1:
+    if axes not in ([0], [-1]) or len(starts) != 1:
         raise UnsupportedModelError(f"{where}: Slice of a shape must be along axis 0")
-    step = steps[0] if steps else 1
-    return [_sym(entries[slice(starts[0], ends[0], step)])]
+    return [_sym(entries[slice(starts[0], ends[0], steps[0])])]
 
 
 def _slice_fill(v, starts, ends, axes, steps, where):
     dims = list(v.dims)
-    axes = axes if axes is not None else list(range(len(starts)))
-    for start, end, axis, step in zip(starts, ends, axes, steps or [1] * len(starts)):
-        d = dims[axis % len(dims)]
+    for start, end, axis, step in zip(starts, ends, axes, steps):
+        axis = axis_index(axis, len(dims), where)
+        d = dims[axis]
         if isinstance(d, Axis):   # only the whole of a run-time axis can be kept
             if (start, step) != (0, 1) or end < 2 ** 31 - 1:
                 raise UnsupportedModelError(f"{where}: Slice of a run-time axis")
             continue
-        dims[axis % len(dims)] = len(range(*slice(start, end, step).indices(d)))
+        dims[axis] = len(range(*slice(start, end, step).indices(d)))
     return Fill(v.value, tuple(dims))
 
 
 def _slice_args(ins, attrs, where):
+    """Slice's (starts, ends, axes, steps), as lists of one length (axes and steps filled
+    in with their defaults)."""
     if "starts" in attrs:   # opset < 10
-        return list(attrs["starts"]), list(attrs["ends"]), attrs.get("axes"), None
-    args = [const_ints(ins[i] if i < len(ins) else None, where, n)
-            for i, n in ((1, "starts"), (2, "ends"), (3, "axes"), (4, "steps"))]
-    return args
+        starts, ends = list(attrs["starts"]), list(attrs.get("ends", []))
+        axes, steps = attrs.get("axes"), None
+    else:
+        starts, ends, axes, steps = [const_ints(ins[i] if i < len(ins) else None, where, n)
+                                     for i, n in ((1, "starts"), (2, "ends"), (3, "axes"),
+                                                  (4, "steps"))]
+    if starts is None or ends is None:
+        raise FormatError(f"{where}: Slice needs starts and ends")
+    axes = list(range(len(starts))) if axes is None else list(axes)
+    steps = [1] * len(starts) if steps is None else steps
+    if not len(starts) == len(ends) == len(axes) == len(steps):
+        raise FormatError(f"{where}: Slice's starts {starts}, ends {ends}, axes {axes} and "
+                          f"steps {steps} differ in length")
+    if 0 in steps:
+        raise FormatError(f"{where}: Slice with a step of 0")
+    return starts, ends, axes, steps
 
 
 def concat(imp, node, where, ins, attrs):
     if any(isinstance(v, Fill) for v in ins):
-        return [_concat_fill(ins, int(attrs["axis"]), where)]
+        return [_concat_fill(ins, attrs.get("axis"), where)]
     entries = []
     for v in ins:
         entries.extend(items(v, where))
@@ -109,7 +152,10 @@ def _concat_fill(ins, axis, where):
         values.add(v.value)
         if dims is None:
             dims = list(v.dims)
-            ax = axis % len(dims)
+            ax = axis_index(axis, len(dims), where)
+        elif len(v.dims) != len(dims):
+            raise FormatError(f"{where}: Concat of tensors of ranks {len(dims)} and "
+                              f"{len(v.dims)}")
         else:
             if not isinstance(dims[ax], int) or not isinstance(v.dims[ax], int):
                 raise UnsupportedModelError(f"{where}: Concat along a run-time axis")
@@ -127,14 +173,16 @@ def _axes(ins, attrs, where):
 
 def unsqueeze(imp, node, where, ins, attrs):
     axes = _axes(ins, attrs, where)
+    if axes is None:
+        raise FormatError(f"{where}: Unsqueeze without axes")
     v = ins[0]
     if isinstance(v, SymInts):
         if not v.scalar or axes not in ([0], [-1]):
             raise UnsupportedModelError(f"{where}: Unsqueeze of a shape vector")
         return [SymInts(v.items, False)]
-    dims = list(v.dims)
+    dims = list(_fill(v, where).dims)
     rank = len(dims) + len(axes)
-    for a in sorted(x % rank for x in axes):
+    for a in sorted(axis_index(x, rank, where) for x in axes):
         dims.insert(a, 1)
     return [Fill(v.value, tuple(dims))]
 
@@ -146,8 +194,9 @@ def squeeze(imp, node, where, ins, attrs):
         if v.scalar or len(v.items) != 1:
             raise UnsupportedModelError(f"{where}: Squeeze of a shape vector")
         return [SymInts(v.items, True)]
-    dims = list(v.dims)
-    drop = {a % len(dims) for a in axes} if axes else {i for i, d in enumerate(dims) if d == 1}
+    dims = list(_fill(v, where).dims)
+    drop = {axis_index(a, len(dims), where) for a in axes} if axes else \
+        {i for i, d in enumerate(dims) if d == 1}
     if any(dims[a] != 1 for a in drop):
         raise UnsupportedModelError(f"{where}: Squeeze of an axis whose size is not 1")
     return [Fill(v.value, tuple(d for i, d in enumerate(dims) if i not in drop))]
@@ -169,17 +218,20 @@ def reshape(imp, node, where, ins, attrs):
 
 def constant_of_shape(imp, node, where, ins, attrs):
     value = attrs.get("value")
-    fill = 0.0 if value is None else float(np.asarray(value).reshape(-1)[0])
-    return [Fill(fill, tuple(items(ins[0], where)))]
+    if value is not None and (value.size != 1 or value.dtype.kind not in "fiub"):
+        raise FormatError(f"{where}: ConstantOfShape's value must be one number, got "
+                          f"{value.dtype} of shape {value.shape}")
+    fill = 0.0 if value is None else float(value.reshape(-1)[0])
+    return [Fill(fill, _sizes(items(ins[0], where), where))]
 
 
 def expand(imp, node, where, ins, attrs):
-    v, target = ins[0], items(ins[1], where)
+    v, target = ins[0], list(_sizes(items(ins[1], where), where))
     if isinstance(v, SymInts) and len(v.items) == 1:
         v = Fill(v.items[0], (1,))    # one size repeated: e.g. every sequence's full length
     if isinstance(v, Const):
         flat = np.asarray(v.value).reshape(-1)
-        if flat.size == 0 or not np.all(flat == flat[0]):
+        if flat.size == 0 or flat.dtype.kind not in "fiub" or not np.all(flat == flat[0]):
             raise UnsupportedModelError(f"{where}: Expand of a non-uniform constant to a "
                                         f"run-time shape")
         v = Fill(float(flat[0]), tuple(v.value.shape))
@@ -201,16 +253,17 @@ def expand(imp, node, where, ins, attrs):
 
 
 def transpose(imp, node, where, ins, attrs):
-    v = ins[0]
+    v = _fill(ins[0], where)
     dims = list(v.dims)
     perm = attrs.get("perm") or list(range(len(dims)))[::-1]
+    if sorted(perm) != list(range(len(dims))):
+        raise FormatError(f"{where}: perm {perm} is not a permutation of the axes of a "
+                          f"rank-{len(dims)} tensor")
     return [Fill(v.value, tuple(dims[p] for p in perm))]
 
 
 def equal(imp, node, where, ins, attrs):
-    a, b = (items(v, where) for v in ins)
-    if len(a) != len(b):
-        a, b = (a * len(b) if len(a) == 1 else a), (b * len(a) if len(b) == 1 else b)
+    a, b = _broadcast([items(v, where) for v in ins], where)
     out = []
     for x, y in zip(a, b):
         if isinstance(x, Axis) or isinstance(y, Axis):
@@ -230,15 +283,25 @@ def where_(imp, node, where, ins, attrs):
     cond = np.asarray(ins[0].value).reshape(-1) if isinstance(ins[0], Const) else None
     if cond is None:
         raise UnsupportedModelError(f"{where}: Where with a run-time condition")
-    a, b = items(ins[1], where), items(ins[2], where)
-    n = max(len(cond), len(a), len(b))
-    pick = lambda v, i: v[0] if len(v) == 1 else v[i]
-    return [_sym([pick(a, i) if pick(list(cond), i) else pick(b, i) for i in range(n)])]
+    cond, a, b = _broadcast([list(cond), items(ins[1], where), items(ins[2], where)], where)
+    return [_sym([x if c else y for c, x, y in zip(cond, a, b)])]
+
+
+def _broadcast(vectors, where) -> list:
+    """Vectors of one length, from vectors of that length and of length 1."""
+    n = max(len(v) for v in vectors)
+    if any(len(v) not in (1, n) for v in vectors):
+        raise FormatError(f"{where}: vectors of lengths {[len(v) for v in vectors]} do not "
+                          f"broadcast")
+    return [v * n if len(v) == 1 else v for v in vectors]
 
 
 def arithmetic(imp, node, where, ins, attrs):
     """Add / Sub / Mul / Div / Max / Min where a run-time size is left unchanged (x*1, x+0,
     max(x, 1) ...); anything else needs the size's value."""
+    if len(ins) != 2:
+        raise UnsupportedModelError(f"{where}: {node.op_type} of {len(ins)} inputs on a "
+                                    f"run-time size")
     a, b = (items(v, where) for v in ins)
     op = node.op_type
     neutral = {"Add": 0, "Sub": 0, "Mul": 1, "Div": 1, "Max": 1, "Min": None}[op]

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...errors import UnsupportedModelError
+from ...errors import FormatError, UnsupportedModelError
 
 
 class Axis:
@@ -90,6 +90,34 @@ def rows_match(view, layout) -> bool:
         return False
     rest = lambda c: sorted(id(a) for g in c[:-1] for a in g)
     return rest(cv) == rest(cl)
+
+
+def float32(value: np.ndarray, where: str, what: str) -> np.ndarray:
+    """A constant rnnrt computes with (a weight, a bias, a table), which must be float32,
+    the type of the run-time tensors it meets: ONNX does not mix element types, and
+    rnnrt does not round a float64 weight or read integers as weights."""
+    if value.dtype != np.float32:
+        raise FormatError(f"{where}: {what} must be float32 like the run-time tensors, got "
+                          f"{value.dtype}")
+    return value
+
+
+def single_axis(group, where):
+    """The one axis of a view group that is not a static 1 (None when there is none);
+    UnsupportedModelError for a group that merges several (a Reshape of batch and time)."""
+    (axes,) = canon((group,))
+    if len(axes) > 1:
+        raise UnsupportedModelError(f"{where}: the axis {group} merges several axes")
+    return axes[0] if axes else None
+
+
+def axis_index(axis, rank: int, where: str, what: str = "axis") -> int:
+    """An ONNX axis attribute or input (-rank <= axis < rank) as an index 0..rank-1; one out
+    of that range makes the model invalid (FormatError)."""
+    if not isinstance(axis, (int, np.integer)) or isinstance(axis, bool) or \
+            not -rank <= axis < rank:
+        raise FormatError(f"{where}: {what} {axis} is out of range for a rank-{rank} tensor")
+    return int(axis) % rank
 
 
 def group_size(group):
