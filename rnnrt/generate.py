@@ -37,7 +37,7 @@ import numpy as np
 from . import _blas, plan  # noqa: F401  (_blas loads OpenBLAS; it must precede _engine)
 from ._engine import rng_draws  # noqa: F401  (the generator's raw numbers, for tests)
 from .errors import InputError, RnnrtError
-from .model import Model, _as_array, _step_spec
+from .model import Model, _as_array, _new_buffer, _step_spec
 
 _SOFTMAX = plan.ACT_CODES["softmax"]
 _MODES = {"tokens": 0, "forecast": 1}       # GEN_TOKENS, GEN_FORECAST in src_c/rnnrt.h
@@ -147,7 +147,7 @@ def generate(model: Model, prompt, steps, *, temperature=0.0, top_k=None, seed=N
         top_k = 0 if top_k is None else _int("top_k", top_k, 1, V)
         stop = -1 if stop is None else _int("stop", stop, 0, V - 1)
         seed = secrets.randbits(64) if seed is None else _int("seed", seed, 0, 2 ** 64 - 1)
-        result = np.empty(steps, np.int64)
+        result = _new_buffer(steps, np.int64)
     else:
         given = [name for name, value, default in (("temperature", temperature, 0.0),
                                                    ("top_k", top_k, None),
@@ -158,7 +158,7 @@ def generate(model: Model, prompt, steps, *, temperature=0.0, top_k=None, seed=N
                              f"forecasts {fb.width} values per step")
         prompt = _forecast_prompt(prompt, p.inputs[fb.in_slot].name, fb.width)
         temperature, top_k, stop, seed = 0.0, 0, -1, 0
-        result = np.empty((steps, fb.width), np.float32)
+        result = _new_buffer((steps, fb.width), np.float32)
 
     spec = _step_spec(model)
     buffers = [None if i in spec.unbuffered else np.zeros(s.concrete(1, spec.Ts), s.dtype)
@@ -168,7 +168,7 @@ def generate(model: Model, prompt, steps, *, temperature=0.0, top_k=None, seed=N
     states_c = [spec.start_state(f"{name}.c", 1)[None].copy() if cell == "lstm"
                 else np.zeros((1, 1, H), np.float32)
                 for name, cell, D, H, S, _ in p.recurrent]
-    work = np.empty(model._engine.work_floats(1, spec.Ts, 1), np.float32)
+    work = _new_buffer(model._engine.work_floats(1, spec.Ts, 1), np.float32)
     scratch = np.empty(2 * fb.width if fb.mode == "tokens" else 1, np.float64)
     made, failed = model._engine.generate(
         buffers, spec.Ts, work, states_h, states_c, _MODES[fb.mode], fb.in_slot, fb.out_slot,

@@ -31,7 +31,7 @@ import numpy as np
 
 from . import plan
 from .errors import InputError
-from .model import Model, _step_spec
+from .model import Model, _new_buffer, _step_spec
 
 _ROW_BITS = 32
 _ROW_MASK = (1 << _ROW_BITS) - 1
@@ -235,7 +235,7 @@ class StreamPool:
             engine = self.model._engine
             need = engine.work_floats(n, self._spec.Ts, threads)
             if self._work.size < need:
-                self._work = np.empty(need, np.float32)
+                self._work = _new_buffer(need, np.float32)
             bad = engine.pool_step(buffers, n, self._spec.Ts, threads, self._work,
                                    self._store_h, self._store_c, self._block_h,
                                    self._block_c, rows)
