@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.deps-stamp
 
-.PHONY: venv build test demo bench compare clean
+.PHONY: venv build test demo bench compare clean fuzz fuzz-ci
 
 venv: $(STAMP)
 $(STAMP): requirements-dev.txt pyproject.toml
@@ -26,6 +26,7 @@ $(EDITABLE): $(STAMP) pyproject.toml setup.py
 
 test: build
 	$(PY) -m pytest -q tests
+	$(if $(RNNRT_SKIP_FUZZ),,$(MAKE) --no-print-directory fuzz-ci)
 
 demo: build
 	$(PY) examples/demo.py
@@ -42,6 +43,18 @@ bench: build $(BENCH_STAMP)
 # rnnrt against onnxruntime and PyTorch (when installed), one table, JSON and a plot.
 compare: build $(BENCH_STAMP)
 	$(PY) benchmarks/compare.py
+
+# Fuzz campaigns (tests/fuzz/): `make fuzz MINUTES=10 [FUZZ_ARGS=--save-corpus]` reports
+# outcomes and saves new failures under tests/fuzz/results/; fuzz-ci is the bounded campaign
+# `make test` runs (fixed seed, about a minute; RNNRT_SKIP_FUZZ=1 skips it).
+MINUTES ?= 5
+FUZZ := PYTHONPATH=tests $(PY) -m fuzz
+fuzz: build
+	$(FUZZ) --minutes $(MINUTES) $(FUZZ_ARGS)
+
+fuzz-ci: build
+	rm -rf build/fuzz-ci
+	$(FUZZ) --cases 40000 --seed 0 --ci --no-minimize --results build/fuzz-ci
 
 clean:
 	rm -rf build rnnrt/*.so rnnrt/_engine.c *.egg-info

@@ -38,7 +38,7 @@ import numpy as np
 from . import _blas, plan  # noqa: F401  (_blas loads OpenBLAS; it must precede _engine)
 from ._engine import rng_draws  # noqa: F401  (the generator's raw numbers, for tests)
 from .errors import InputError, RnnrtError
-from .model import Model, _as_array, _check_memory, _step_spec
+from .model import Model, _as_array, _check_memory, _new_buffer, _step_spec
 
 _SOFTMAX = plan.ACT_CODES["softmax"]
 _MODES = {"tokens": 0, "forecast": 1}       # GEN_TOKENS, GEN_FORECAST in src_c/rnnrt.h
@@ -166,7 +166,7 @@ def generate(model: Model, prompt, steps, *, temperature=0.0, top_k=None, seed=N
     result_bytes = np.dtype(result_dtype).itemsize * math.prod(result_shape)
     work = _check_memory(model, f"generate() of {steps} steps", 1, spec.Ts, 1,
                          skip=spec.unbuffered, states=1, extra=result_bytes + 8 * scratch_size)
-    result = np.empty(result_shape, result_dtype)
+    result = _new_buffer(result_shape, result_dtype)
     buffers = [None if i in spec.unbuffered else np.zeros(s.concrete(1, spec.Ts), s.dtype)
                for i, s in enumerate(p.slots)]
     # One sequence, from the model's initial state (zeros, or its constant one).
@@ -174,7 +174,7 @@ def generate(model: Model, prompt, steps, *, temperature=0.0, top_k=None, seed=N
     states_c = [spec.start_state(ck, 1)[None].copy() if ck is not None
                 else np.zeros((1, 1, H), np.float32)
                 for (_, ck), (name, cell, D, H, S, _) in zip(spec.keys, p.recurrent)]
-    work = np.empty(work, np.float32)
+    work = _new_buffer(work, np.float32)
     scratch = np.empty(scratch_size, np.float64)
     made, failed = model._engine.generate(
         buffers, spec.Ts, work, states_h, states_c, _MODES[fb.mode], fb.in_slot, fb.out_slot,

@@ -25,6 +25,22 @@ class TensorSpec(NamedTuple):
     dtype: str
 
 
+# TEST HOOK for tests/fuzz, off (None) in normal use: a byte value (0..255) that new buffers
+# are filled with (run()'s outputs and workspace, a Stream's computed slots and workspace,
+# StreamPool's workspace, generate()'s workspace and result), so that two runs with
+# different fills tell any read of memory the engine never wrote.
+_output_fill = None
+
+
+def _new_buffer(shape, dtype, zeros=False) -> np.ndarray:
+    """np.empty (np.zeros when `zeros`), or every byte _output_fill while the hook is set."""
+    if _output_fill is None:
+        return (np.zeros if zeros else np.empty)(shape, dtype)
+    arr = np.empty(shape, dtype)
+    arr.reshape(-1).view(np.uint8)[:] = _output_fill
+    return arr
+
+
 def _public_shape(slot):
     """A slot's shape for Model.inputs / outputs: None where the size is the call's."""
     fixed = slot.fixed or (None,) * len(slot.shape)
@@ -290,8 +306,8 @@ class Model:
                 raise InputError(f"input {self._plan.inputs[i].name!r}: sequence lengths must "
                                  f"lie in 0..{Ts[tsym]} (the time axis), got "
                                  f"{arr.min()}..{arr.max()}")
-        buffers = arrays + [np.empty(shape, dtype=dtype) for shape, dtype in slot_shapes]
-        work = np.empty(work_floats, dtype=np.float32)
+        buffers = arrays + [_new_buffer(shape, dtype) for shape, dtype in slot_shapes]
+        work = _new_buffer(work_floats, np.float32)
         bad = engine.run(buffers, B, Ts, threads, work)
         if bad >= 0:  # ids are checked above; this guards the C side all the same
             raise InputError("a token id is out of range of the embedding table")
@@ -535,13 +551,13 @@ class Stream:
         self._buffers = [None if i in spec.unbuffered
                          else np.zeros(s.concrete(B, self._Ts), s.dtype)
                          for i, s in enumerate(p.inputs)]
-        self._buffers += [np.zeros(s.concrete(B, self._Ts), s.dtype)
+        self._buffers += [_new_buffer(s.concrete(B, self._Ts), s.dtype, zeros=True)
                           for s in p.slots[len(p.inputs):]]
         self._h = [np.zeros((1, B, S), np.float32) for (_, _, _, H, S, _) in p.recurrent]
         self._c = [np.zeros((1, B, H), np.float32) for (_, _, _, H, S, _) in p.recurrent]
         self._restart()
         model._verified_for_use()           # as the steps would: a damaged model is refused
-        self._work = np.empty(work, np.float32)
+        self._work = _new_buffer(work, np.float32)
         # The first output without its time axis; without its batch axis too for a
         # (features,) x_t at batch size 1.
         self._out_shape = tuple(B if d == plan.BATCH else d for d in spec.out_axes)

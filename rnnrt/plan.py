@@ -282,12 +282,16 @@ def _build(doc: dict, tensors: dict) -> Plan:
 
     if num_times > MAX_TIMES:
         raise FormatError(f"the graph has {num_times} sequence inputs; at most {MAX_TIMES}")
-    ops, recurrent, state_keys = [], [], []
+    ops, recurrent, state_keys, names = [], [], [], set()
     for layer in doc["layers"]:
         if not isinstance(layer, dict) or layer.get("kind") not in OP_CODES:
             raise FormatError(f"unknown layer {layer!r:.200}")
         if not isinstance(layer.get("attrs"), dict) or not isinstance(layer.get("name"), str):
             raise FormatError(f"layer {layer.get('name')!r}: attrs and name required")
+        if layer["name"] in names:
+            # Names key a stream's state and every message: two would be told apart by none.
+            raise FormatError(f"two layers are named {layer['name']!r}")
+        names.add(layer["name"])
         kind = layer["kind"]
         _check_params(layer, tensors)
         op = _BUILDERS[kind](layer, tensors, read, define)

@@ -31,7 +31,7 @@ import numpy as np
 
 from . import plan
 from .errors import InputError
-from .model import Model, _check_memory, _check_out, _step_spec
+from .model import Model, _check_memory, _check_out, _new_buffer, _step_spec
 
 _ROW_BITS = 32
 _ROW_MASK = (1 << _ROW_BITS) - 1
@@ -56,6 +56,13 @@ class StreamPool:
             raise InputError(f"a pool returns one row of the first output per stream; output "
                              f"{p.slots[self._out_slot].name!r} has no batch axis (shape "
                              f"{p.slots[self._out_slot].shape})")
+        # Each stream has its own row of every tensor a step computes or reads.
+        unbatched = [s for i, s in enumerate(p.slots)
+                     if i not in self._spec.unbuffered and plan.BATCH not in s.shape]
+        if unbatched:
+            raise InputError(f"a pool gives each stream its own row of every tensor; "
+                             f"{unbatched[0].name!r} has no batch axis (shape "
+                             f"{unbatched[0].shape}): step such a model with Model.stream()")
         self._out_batch_axis = self._spec.out_axes.index(plan.BATCH)
         self._out_dtype = p.slots[self._out_slot].dtype
         self._out_row_shape = tuple(d for d in self._spec.out_axes if d != plan.BATCH)
@@ -241,7 +248,7 @@ class StreamPool:
             engine = self.model._engine
             need = engine.work_floats(n, self._spec.Ts, threads)
             if self._work.size < need:
-                self._work = np.empty(need, np.float32)
+                self._work = _new_buffer(need, np.float32)
             bad = engine.pool_step(buffers, n, self._spec.Ts, threads, self._work,
                                    self._store_h, self._store_c, self._block_h,
                                    self._block_c, rows)

@@ -66,6 +66,9 @@ def fingerprint(model) -> str:
 
 def encode(model, arrays: dict) -> bytes:
     """Snapshot of `arrays` ({key: float32 (B, width)}, all with the same B) for `model`."""
+    if not arrays:
+        raise InputError("the model carries no state from one step to the next (it has no "
+                         "recurrent layer): there is nothing to snapshot")
     batch = {a.shape[0] for a in arrays.values()}
     if len(batch) != 1:
         raise ValueError(f"state arrays must share their batch size, got {sorted(batch)}")

@@ -329,6 +329,32 @@ def test_pool_of_a_model_whose_first_output_has_no_batch_axis_is_refused(tmp_pat
     assert "'k2'" in msg and "batch axis" in msg
 
 
+def test_two_layers_of_one_name_are_refused(tmp_path):
+    """Two recurrent layers named alike shared one stream-state key: a resumed snapshot
+    stepped differently, and stream() raised ValueError (fuzz corpus, 'duplicate layer
+    names')."""
+    rng = np.random.default_rng(2)
+    a = make_recurrent("r", "gru", "forward", H, I, rng, x="x", y="y1")
+    b = make_recurrent("s", "gru", "forward", H, H, rng, x="y1", y="y2")
+    mf = fileformat.read(packing.save(ir.Graph([ir.TensorInfo("x", (None, None, I), "float32")],
+                                               [a, b], ["y2"]), tmp_path / "ok.rnnrt"))
+    doc = mf.graph
+    doc["layers"][1]["name"] = "r"
+    assert "two layers are named 'r'" in format_error(tmp_path, doc, dict(mf.tensors))
+
+
+def test_pool_of_a_model_with_an_input_without_batch_axis_is_refused(tmp_path):
+    """A ValueError from reshaping the (3, 7) input's buffer for two streams (fuzz corpus
+    rnnrt-pool-valueerror-...-b09d15d8)."""
+    rng = np.random.default_rng(1)
+    g = make_recurrent("g", "gru", "forward", H, I, rng, x="x", y="y")
+    model = save_and_load(ir.Graph([ir.TensorInfo("x", (None, None, I), "float32"),
+                                    ir.TensorInfo("extra", (3, 7), "int64")], [g], ["y"]),
+                          tmp_path)
+    msg = input_error(model.stream_pool)
+    assert "'extra'" in msg and "batch axis" in msg and "(3, 7)" in msg
+
+
 # ----------------------------------------------------------------- 10: sizes and threads
 
 def wide_graph(hidden=256):

@@ -320,6 +320,23 @@ def test_what_onnxruntime_refuses_as_invalid_is_refused(case, tmp_path):
         rnnrt.convert(src, tmp_path / "m.rnnrt")
 
 
+@pytest.mark.parametrize("where", ["input", "output", "value_info"])
+def test_a_negative_declared_size_is_refused_before_the_checker_runs(where):
+    """onnx's shape inference aborts the process (SIGABRT) on a Slice of an input declared
+    with size -1 (fuzz corpus onnx-crash-sigabrt-...): the importer refuses negative sizes
+    first. Only the pre-check runs here, so that a regression cannot kill the suite; the
+    corpus replays the whole case in a child process."""
+    from rnnrt.importers.onnx import proto
+    model = _lstm_model()
+    if where == "value_info":
+        model.graph.value_info.append(helper.make_tensor_value_info("v", TensorProto.FLOAT,
+                                                                    [2, -1]))
+    else:
+        getattr(model.graph, where)[0].type.tensor_type.shape.dim[1].dim_value = -1
+    with pytest.raises(FormatError, match="declares axis 1 of size -1"):
+        proto.refuse_negative_dims(model, "m.onnx")
+
+
 def test_importer_itself_refuses_non_float32_weights():
     """Where the checker cannot see a type mismatch, the importer reads weights as float32
     only: it neither rounds float64 nor reads integers as weights."""

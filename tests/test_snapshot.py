@@ -250,3 +250,20 @@ def test_fingerprint_ignores_location_and_metadata_but_not_weights(tmp_path):
     layer.R[0, 0, 0] += 0.125
     c = rnnrt.packing.save(g, tmp_path / "c.rnnrt")
     assert snapshot.fingerprint(rnnrt.load(c)) != fa
+
+
+def test_snapshot_of_a_model_without_state_is_an_input_error(tmp_path):
+    """A model with no recurrent layer streams, but has no state to snapshot: InputError
+    saying so, not a ValueError from inside (found by the fuzz harness)."""
+    rng = np.random.default_rng(0)
+    graph = ir.Graph([ir.TensorInfo("x", (None, None, 2), "float32")],
+                     [ir.Dense("dense", "x", "y", rng.standard_normal((2, 3)).astype("f4"))],
+                     ["y"])
+    model = rnnrt.load(rnnrt.packing.save(graph, tmp_path / "dense.rnnrt"))
+    stream = model.stream(batch_size=2)
+    stream.step(np.ones((2, 2), np.float32))
+    with pytest.raises(rnnrt.InputError, match="no state .* nothing to snapshot"):
+        stream.snapshot()
+    pool = model.stream_pool(2)
+    with pytest.raises(rnnrt.InputError, match="nothing to snapshot"):
+        pool.snapshot(pool.open())

@@ -45,8 +45,32 @@ def read_model(path):
         except Exception as e:  # protobuf DecodeError, external data problems, ...
             raise FormatError(f"cannot read {shown} as an ONNX model: "
                               f"{type(e).__name__}: {e}") from None
+    refuse_negative_dims(model, shown)
     check_model(model if isinstance(path, onnx.ModelProto) else os.fspath(path), shown)
     return model
+
+
+def _graphs(graph):
+    """graph and every graph nested in its nodes' attributes (Loop, If, Scan bodies)."""
+    yield graph
+    for node in graph.node:
+        for a in node.attribute:
+            for g in ([a.g] if a.HasField("g") else []) + list(a.graphs):
+                yield from _graphs(g)
+
+
+def refuse_negative_dims(model, shown) -> None:
+    """A declared dimension below zero is invalid ONNX, and onnx's shape inference can abort
+    the whole process on one (a libstdc++ assertion in Slice's, onnx 1.23): refused before
+    the checker runs."""
+    for g in _graphs(model.graph):
+        for vi in list(g.input) + list(g.output) + list(g.value_info):
+            shape = vi.type.tensor_type.shape if vi.type.HasField("tensor_type") else None
+            for axis, d in enumerate(shape.dim if shape is not None else ()):
+                if d.HasField("dim_value") and d.dim_value < 0:
+                    raise FormatError(f"{shown}: tensor {vi.name!r} declares axis {axis} of "
+                                      f"size {d.dim_value}; sizes are >= 0, or named for a "
+                                      f"dynamic axis")
 
 
 def check_model(model, shown="the model") -> None:
