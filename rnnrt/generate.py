@@ -35,7 +35,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _blas, plan  # noqa: F401  (_blas loads OpenBLAS; it must precede _engine)
+from . import _blas, limits, plan  # noqa: F401  (_blas loads OpenBLAS first)
 from ._engine import rng_draws  # noqa: F401  (the generator's raw numbers, for tests)
 from .errors import InputError, RnnrtError
 from .model import Model, _as_array, _check_memory, _new_buffer, _step_spec
@@ -166,16 +166,17 @@ def generate(model: Model, prompt, steps, *, temperature=0.0, top_k=None, seed=N
     result_bytes = np.dtype(result_dtype).itemsize * math.prod(result_shape)
     work = _check_memory(model, f"generate() of {steps} steps", 1, spec.Ts, 1,
                          skip=spec.unbuffered, states=1, extra=result_bytes + 8 * scratch_size)
-    result = _new_buffer(result_shape, result_dtype)
-    buffers = [None if i in spec.unbuffered else np.zeros(s.concrete(1, spec.Ts), s.dtype)
-               for i, s in enumerate(p.slots)]
-    # One sequence, from the model's initial state (zeros, or its constant one).
-    states_h = [spec.start_state(hk, 1)[None].copy() for hk, _ in spec.keys]
-    states_c = [spec.start_state(ck, 1)[None].copy() if ck is not None
-                else np.zeros((1, 1, H), np.float32)
-                for (_, ck), (name, cell, D, H, S, _) in zip(spec.keys, p.recurrent)]
-    work = _new_buffer(work, np.float32)
-    scratch = np.empty(scratch_size, np.float64)
+    with limits.allocating(f"generate() of {steps} steps"):
+        result = _new_buffer(result_shape, result_dtype)
+        buffers = [None if i in spec.unbuffered else np.zeros(s.concrete(1, spec.Ts), s.dtype)
+                   for i, s in enumerate(p.slots)]
+        # One sequence, from the model's initial state (zeros, or its constant one).
+        states_h = [spec.start_state(hk, 1)[None].copy() for hk, _ in spec.keys]
+        states_c = [spec.start_state(ck, 1)[None].copy() if ck is not None
+                    else np.zeros((1, 1, H), np.float32)
+                    for (_, ck), (name, cell, D, H, S, _) in zip(spec.keys, p.recurrent)]
+        work = _new_buffer(work, np.float32)
+        scratch = np.empty(scratch_size, np.float64)
     made, failed = model._engine.generate(
         buffers, spec.Ts, work, states_h, states_c, _MODES[fb.mode], fb.in_slot, fb.out_slot,
         fb.width, int(fb.probs), float(temperature), top_k, stop, seed, prompt,

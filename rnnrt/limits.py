@@ -9,6 +9,7 @@ the memory; a call that cannot fit is refused whatever they do.
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 from .errors import InputError
@@ -52,3 +53,19 @@ def check_c_int(value: int, what: str) -> None:
     """InputError unless 0 <= value <= C_INT_MAX (a batch or time length the kernels take)."""
     if not 0 <= value <= C_INT_MAX:
         raise InputError(f"{what} must be at most {C_INT_MAX} (2**31 - 1), got {value}")
+
+
+def out_of_memory(what: str, error: MemoryError) -> InputError:
+    """The InputError for allocations that fit this machine but found too little memory free
+    now (other processes hold it), instead of a bare MemoryError."""
+    return InputError(f"{what}: this machine has too little free memory now for its buffers "
+                      f"({error}); it has {_gib(memory_limit())} in all")
+
+
+@contextlib.contextmanager
+def allocating(what: str):
+    """The block's MemoryError as out_of_memory's InputError."""
+    try:
+        yield
+    except MemoryError as e:
+        raise out_of_memory(what, e) from None

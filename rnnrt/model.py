@@ -306,8 +306,11 @@ class Model:
                 raise InputError(f"input {self._plan.inputs[i].name!r}: sequence lengths must "
                                  f"lie in 0..{Ts[tsym]} (the time axis), got "
                                  f"{arr.min()}..{arr.max()}")
-        buffers = arrays + [_new_buffer(shape, dtype) for shape, dtype in slot_shapes]
-        work = _new_buffer(work_floats, np.float32)
+        try:
+            buffers = arrays + [_new_buffer(shape, dtype) for shape, dtype in slot_shapes]
+            work = _new_buffer(work_floats, np.float32)
+        except MemoryError as e:
+            raise limits.out_of_memory(f"run() on a batch of {B}", e) from None
         bad = engine.run(buffers, B, Ts, threads, work)
         if bad >= 0:  # ids are checked above; this guards the C side all the same
             raise InputError("a token id is out of range of the embedding table")
@@ -548,16 +551,17 @@ class Stream:
         self._threads = model.num_threads   # the engine decides how to use them
         work = _check_memory(model, f"a stream of batch {B}", B, self._Ts, self._threads,
                              skip=spec.unbuffered, states=1)
-        self._buffers = [None if i in spec.unbuffered
-                         else np.zeros(s.concrete(B, self._Ts), s.dtype)
-                         for i, s in enumerate(p.inputs)]
-        self._buffers += [_new_buffer(s.concrete(B, self._Ts), s.dtype, zeros=True)
-                          for s in p.slots[len(p.inputs):]]
-        self._h = [np.zeros((1, B, S), np.float32) for (_, _, _, H, S, _) in p.recurrent]
-        self._c = [np.zeros((1, B, H), np.float32) for (_, _, _, H, S, _) in p.recurrent]
+        with limits.allocating(f"a stream of batch {B}"):
+            self._buffers = [None if i in spec.unbuffered
+                             else np.zeros(s.concrete(B, self._Ts), s.dtype)
+                             for i, s in enumerate(p.inputs)]
+            self._buffers += [_new_buffer(s.concrete(B, self._Ts), s.dtype, zeros=True)
+                              for s in p.slots[len(p.inputs):]]
+            self._h = [np.zeros((1, B, S), np.float32) for (_, _, _, H, S, _) in p.recurrent]
+            self._c = [np.zeros((1, B, H), np.float32) for (_, _, _, H, S, _) in p.recurrent]
+            self._work = _new_buffer(work, np.float32)
         self._restart()
         model._verified_for_use()           # as the steps would: a damaged model is refused
-        self._work = _new_buffer(work, np.float32)
         # The first output without its time axis; without its batch axis too for a
         # (features,) x_t at batch size 1.
         self._out_shape = tuple(B if d == plan.BATCH else d for d in spec.out_axes)

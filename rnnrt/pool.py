@@ -29,7 +29,7 @@ import threading
 
 import numpy as np
 
-from . import plan
+from . import limits, plan
 from .errors import InputError
 from .model import Model, _check_memory, _check_out, _new_buffer, _step_spec
 
@@ -96,16 +96,21 @@ class StreamPool:
             b = np.zeros((capacity,) + a.shape[1:], a.dtype)
             b[:old] = a
             return b
-        self._store_h = [widen(a) for a in self._store_h]
-        self._store_c = [widen(a) for a in self._store_c]
-        self._gen, self._open = widen(self._gen), widen(self._open)
+        # Everything new is made before anything is replaced: a pool that could not grow
+        # is left as it was.
+        with limits.allocating(f"a stream pool of capacity {capacity}"):
+            store_h = [widen(a) for a in self._store_h]
+            store_c = [widen(a) for a in self._store_c]
+            gen, is_open = widen(self._gen), widen(self._open)
+            # Gathered state blocks, and one flat buffer per slot: a step over n streams
+            # uses the first n rows' worth of each.
+            block_h = [np.empty_like(a) for a in store_h]
+            block_c = [None if a is None else np.empty_like(a) for a in store_c]
+            flat = [None if i in self._spec.unbuffered else np.zeros(capacity * n, s.dtype)
+                    for i, (s, n) in enumerate(zip(p.slots, self._per_row))]
+        self._store_h, self._store_c, self._gen, self._open = store_h, store_c, gen, is_open
+        self._block_h, self._block_c, self._flat = block_h, block_c, flat
         self._free = list(range(capacity - 1, old - 1, -1)) + self._free
-        # Gathered state blocks, and one flat buffer per slot: a step over n streams uses
-        # the first n rows' worth of each.
-        self._block_h = [np.empty_like(a) for a in self._store_h]
-        self._block_c = [None if a is None else np.empty_like(a) for a in self._store_c]
-        self._flat = [None if i in self._spec.unbuffered else np.zeros(capacity * n, s.dtype)
-                      for i, (s, n) in enumerate(zip(p.slots, self._per_row))]
         self._views = (0, None)
         self._work = np.empty(0, np.float32)
         self._capacity = capacity
@@ -248,7 +253,8 @@ class StreamPool:
             engine = self.model._engine
             need = engine.work_floats(n, self._spec.Ts, threads)
             if self._work.size < need:
-                self._work = _new_buffer(need, np.float32)
+                with limits.allocating(f"a pool step of {n} streams"):
+                    self._work = _new_buffer(need, np.float32)
             bad = engine.pool_step(buffers, n, self._spec.Ts, threads, self._work,
                                    self._store_h, self._store_c, self._block_h,
                                    self._block_c, rows)

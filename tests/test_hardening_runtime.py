@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 
 import rnnrt
+import rnnrt.generate
+import rnnrt.pool
 from rnnrt import fileformat, ir, packing
 from strategies import make_recurrent
 
@@ -373,6 +375,31 @@ def test_sizes_beyond_this_machine_are_refused_before_allocating(tmp_path):
     assert "2147483647" in msg and "batch" in msg
     msg = input_error(model.stream_pool, 2 ** 31 - 1)
     assert "pool of capacity 2147483647" in msg and "memory" in msg
+
+
+def test_too_little_free_memory_now_is_an_input_error(tmp_path, monkeypatch):
+    """Sizes that fit the machine can still find its memory taken (a 22 GiB stream on this
+    24 GiB machine raised MemoryError in the fuzz campaign): InputError saying so, and a pool
+    that could not grow or step is left as it was."""
+    model = save_and_load(wide_graph(64), tmp_path)
+    pool = model.stream_pool(1)
+    ids = [pool.open()]
+    x = x_of(1, 1, I)[:, 0]
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError("Unable to allocate 22.4 GiB")
+    for module in (rnnrt.model, rnnrt.pool, rnnrt.generate):
+        monkeypatch.setattr(module, "_new_buffer", no_memory)
+    for call, what in ((lambda: model.stream(), "a stream of batch 1"),
+                       (lambda: model.run(x_of(1, 3, I)), "run() on a batch of 1"),
+                       (lambda: pool.step(ids, x), "a pool step of 1 streams")):
+        msg = input_error(call)
+        assert msg.startswith(what) and "too little free memory now" in msg, msg
+    monkeypatch.setattr(rnnrt.pool.np, "empty_like", no_memory)
+    msg = input_error(pool._grow, 4)
+    assert "a stream pool of capacity 4" in msg and "too little free memory" in msg
+    monkeypatch.undo()
+    assert pool.capacity == 1 and pool.step(ids, x).shape == (1, 64)
 
 
 def test_pool_growth_beyond_this_machine_is_refused(tmp_path, monkeypatch):
