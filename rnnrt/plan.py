@@ -75,8 +75,10 @@ class Plan:
     state_keys: list       # (h key, c key or None) per recurrent op: Stream.state's keys
 
     def slot_bytes(self, B: int, Ts, skip=()) -> int:
-        """Bytes of the slots (but the indices in `skip`) for batch B and time lengths Ts."""
-        return sum(math.prod(s.concrete(B, Ts)) * np.dtype(s.dtype).itemsize
+        """Bytes of the slots (but the indices in `skip`) for batch B and time lengths Ts.
+        An axis of size 0 counts as 1: NumPy refuses an array whose other axes overflow its
+        sizes even when one axis is 0, so such a slot must not pass as empty."""
+        return sum(math.prod(max(d, 1) for d in s.concrete(B, Ts)) * np.dtype(s.dtype).itemsize
                    for i, s in enumerate(self.slots) if i not in skip)
 
     def state_bytes(self, B: int) -> int:
@@ -269,8 +271,9 @@ def _build(doc: dict, tensors: dict) -> Plan:
                               f"0..{limits.C_INT_MAX}")
         time = time_symbol(num_times)
         sym = input_shape(info, _first_time_major(doc, info.get("name")), time)
-        if sym.count(BATCH) > 1:
-            # A second batch axis would be sized by the call but indexed by no kernel.
+        if sym.count(BATCH) > 1 or sym.count(time) > 1:
+            # A second batch or time axis would be sized by the call but indexed by no
+            # kernel (a dynamic axis named like the time axis is one).
             raise FormatError(f"graph input {info.get('name')!r}: shape {shape!r} has dynamic "
                               f"axes {[i for i, d in enumerate(sym) if not isinstance(d, int)]}"
                               f"; rnnrt runs one dynamic axis (the batch), or two when they "

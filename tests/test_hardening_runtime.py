@@ -170,10 +170,12 @@ def dense_doc(shape):
 
 
 @pytest.mark.parametrize("shape", [[None, None, None, I], [None, 2, None, I],
-                                   ["n", "t", "k", I], [2, None, None, I]])
+                                   ["n", "t", "k", I], [2, None, None, I],
+                                   [None, None, 3, "time", I]])
 def test_graph_input_with_a_second_batch_axis_is_refused(tmp_path, shape):
     """run() left most of the output unwritten: the third dynamic axis became a second batch
-    axis that the row-wise kernels do not index."""
+    axis that the row-wise kernels do not index (or, named "time", a second time axis: the
+    fuzz campaign's poisoned-run mismatch)."""
     msg = format_error(tmp_path, *dense_doc(shape))
     assert "'x'" in msg and "dynamic" in msg and str(shape) in msg
 
@@ -302,6 +304,19 @@ def test_row_layer_over_a_dynamic_feature_axis_is_refused(tmp_path, kind):
         ir.Graph([ir.TensorInfo("x", (None, None, I), "float32")], [layer], ["y"]))
     doc["inputs"][0]["shape"] = [None, None, None]
     assert "'x'" in format_error(tmp_path, doc, tensors)
+
+
+def test_graph_input_whose_sizes_overflow_beside_a_zero_axis_is_refused(tmp_path):
+    """(2**31 - 1, 10**9, 0, 2) holds no element, but NumPy refuses to make it (its other
+    axes overflow): stream() raised ValueError (fuzz campaign)."""
+    rng = np.random.default_rng(1)
+    g = make_recurrent("g", "gru", "forward", H, I, rng, x="x", y="y")
+    doc, tensors = packing.graph_document(
+        ir.Graph([ir.TensorInfo("x", (None, None, I), "float32"),
+                  ir.TensorInfo("extra", (4, 5, 0, 2), "int64")], [g], ["y"]))
+    doc["inputs"][1]["shape"] = [2 ** 31 - 1, 10 ** 9, 0, 2]
+    msg = format_error(tmp_path, doc, tensors)
+    assert "one sequence of one step" in msg and "memory" in msg
 
 
 def test_graph_too_big_for_this_machine_is_refused_at_load(tmp_path):
