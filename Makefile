@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.deps-stamp
 
-.PHONY: venv build test demo bench compare clean
+.PHONY: venv build test test-asan demo bench compare clean
 
 venv: $(STAMP)
 $(STAMP): requirements-dev.txt pyproject.toml
@@ -26,6 +26,11 @@ $(EDITABLE): $(STAMP) pyproject.toml setup.py
 
 test: build
 	$(PY) -m pytest -q tests
+
+# The suite against the engine built with -fsanitize=address,undefined, in build/asan (the
+# normal build stays); fails on any sanitizer report.
+test-asan: venv
+	tools/test_asan.sh $(PY)
 
 demo: build
 	$(PY) examples/demo.py
