@@ -30,7 +30,7 @@ build: $(BUILD_DEPS) $(EDITABLE)
 	$(PY) setup.py -q build_ext --inplace
 
 $(EDITABLE): $(BUILD_DEPS) pyproject.toml setup.py
-	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
+	RNNRT_LINK_ONLY=1 $(PY) -m pip install -q --no-build-isolation --no-deps -e .
 	touch $(EDITABLE)
 
 test: build $(DEV_DEPS)

@@ -40,4 +40,8 @@ engine = Extension(
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
 )
 
-setup(ext_modules=cythonize([engine], language_level=3))
+# RNNRT_LINK_ONLY=1: the Makefile's editable install, which only puts the source tree on the
+# venv's path with the console script; `build_ext --inplace` builds the engine there, once
+# (an editable install would compile it a second time, in a temporary directory).
+link_only = os.environ.get("RNNRT_LINK_ONLY") == "1"
+setup(ext_modules=[] if link_only else cythonize([engine], language_level=3))
