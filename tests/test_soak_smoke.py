@@ -9,6 +9,9 @@ from benchmarks import soak
 
 SMOKE = {"steps": 5000, "pool_steps": 1000, "churn": 500, "snapshots": 500, "loads": 200}
 RSS_BOUND = 16 * 2**20
+# Under make test-asan, ASan's quarantine keeps freed memory (up to 256 MiB): RSS grows by
+# design there, so only descriptors and mappings are checked.
+UNDER_ASAN = "libasan" in os.environ.get("LD_PRELOAD", "")
 
 
 def test_soak_phases_leak_nothing(tmp_path):
@@ -16,7 +19,8 @@ def test_soak_phases_leak_nothing(tmp_path):
     assert [r.phase for r in results] == ["steps", "pool steps", "pool churn", "snapshots",
                                           "loads"]
     assert [r.count for r in results] == list(SMOKE.values())
-    problems = [p for r in results for p in r.problems(RSS_BOUND)]
+    problems = [p for r in results for p in r.problems(RSS_BOUND)
+                if not (UNDER_ASAN and "RSS grew" in p)]
     assert problems == [], "\n" + soak.table(results)
 
 
