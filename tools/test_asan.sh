@@ -42,8 +42,13 @@ export ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:abort_on_error=0:allocator_m
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 # PYTHONMALLOC=malloc: Python objects get ASan's red zones too, not pymalloc's arenas.
 export PYTHONMALLOC=malloc
+# A process a sanitizer kills can leave a test waiting for it (a Dask worker): a test that
+# runs 5 minutes dumps every thread's stack, and the whole run ends after LIMIT seconds
+# (it takes ~2 minutes).
+limit=${RNNRT_ASAN_LIMIT:-900}
 status=0
-(cd "$tree" && LD_PRELOAD="$preload" "$py" -m pytest -q -p no:cacheprovider "${@:-tests}") 2>&1 |
+(cd "$tree" && LD_PRELOAD="$preload" timeout -k 30 "$limit" "$py" -m pytest -q \
+    -p no:cacheprovider -o faulthandler_timeout=300 "${@:-tests}") 2>&1 |
     tee "$dir/pytest.log" || status=$?
 
 reports=$(find "$logs" -type f | sort)
@@ -54,5 +59,6 @@ if [ -n "$reports" ] || [ "$ubsan" -gt 0 ]; then
          "$ubsan UBSan report(s) in $dir/pytest.log"
     exit 1
 fi
+[ "$status" -ne 124 ] || { echo "test-asan: FAILED: the suite ran past ${limit} s"; exit 1; }
 [ "$status" -eq 0 ] || { echo "test-asan: FAILED: pytest exited $status"; exit "$status"; }
 echo "test-asan: passed, no sanitizer reports"
