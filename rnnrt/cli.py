@@ -173,7 +173,8 @@ def main(argv=None) -> int:
             raise
         else:   # a defect of rnnrt's, not of the command line: still one line
             message = f"{e} (unexpected: a bug; RNNRT_TRACEBACK=1 shows where)"
-        print(f"rnnrt {args.cmd}: {type(e).__name__}: {message}", file=sys.stderr)
+        one_line = " ".join(part.strip() for part in message.splitlines() if part.strip())
+        print(f"rnnrt {args.cmd}: {type(e).__name__}: {one_line}", file=sys.stderr)
         return 2
     return 0
 

@@ -179,6 +179,18 @@ def test_misuse_is_one_line_naming_the_problem(files, capsys, case):
     assert ".tmp" not in err      # the destination, not write()'s temporary file
 
 
+def test_unexpected_and_multiline_errors_are_one_line(files, capsys, monkeypatch):
+    def broken(*args, **kwargs):
+        raise TypeError("first line\n  second line")
+    monkeypatch.setattr(rnnrt, "load", broken)
+    rc, err = cli(capsys, ["info", files["m"]])
+    assert rc == 2 and err.count("\n") == 1
+    assert "rnnrt info: TypeError: first line second line (unexpected: a bug" in err
+    monkeypatch.setenv("RNNRT_TRACEBACK", "1")
+    with pytest.raises(TypeError, match="first line"):
+        main(["info", files["m"]])
+
+
 def test_issue_cases_print_no_traceback(files):
     """The three misuses the issue names, through the console script's process."""
     f = files
