@@ -1,38 +1,52 @@
 # Everything sets itself up: a fresh clone with Python 3.11 and a C compiler is enough.
+# The venv grows by level: `make demo` installs the runtime and build tools only
+# (requirements-build.txt), `make test` adds the test stack (requirements-dev.txt).
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.deps-stamp
+BUILD_DEPS := $(VENV)/.build-deps-stamp
+DEV_DEPS   := $(VENV)/.dev-deps-stamp
 
-.PHONY: venv build test demo bench compare clean fuzz fuzz-ci
+.PHONY: venv build test test-asan demo bench compare clean fuzz fuzz-ci
 
-venv: $(STAMP)
-$(STAMP): requirements-dev.txt pyproject.toml
+# The whole development environment (build, tests, fuzzing).
+venv: $(DEV_DEPS)
+
+$(BUILD_DEPS): requirements-run.txt requirements-build.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-build.txt
+	touch $@
+
+$(DEV_DEPS): requirements-dev.txt $(BUILD_DEPS)
 	$(PY) -m pip install -q -r requirements-dev.txt
-	touch $(STAMP)
+	touch $@
 
 EDITABLE := $(VENV)/.editable-stamp
 
 # Build the extension in place (fast incremental rebuilds while developing); the editable
 # install, done once, puts `rnnrt` on the venv's path with its console script.
-build: venv $(EDITABLE)
+build: $(BUILD_DEPS) $(EDITABLE)
 	$(PY) setup.py -q build_ext --inplace
 
-$(EDITABLE): $(STAMP) pyproject.toml setup.py
-	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
+$(EDITABLE): $(BUILD_DEPS) pyproject.toml setup.py
+	RNNRT_LINK_ONLY=1 $(PY) -m pip install -q --no-build-isolation --no-deps -e .
 	touch $(EDITABLE)
 
-test: build
+test: build $(DEV_DEPS)
 	$(PY) -m pytest -q tests
 	$(if $(RNNRT_SKIP_FUZZ),,$(MAKE) --no-print-directory fuzz-ci)
+
+# The suite against the engine built with -fsanitize=address,undefined, in build/asan (the
+# normal build stays); fails on any sanitizer report.
+test-asan: $(DEV_DEPS)
+	tools/test_asan.sh $(PY)
 
 demo: build
 	$(PY) examples/demo.py
 
 BENCH_STAMP := $(VENV)/.bench-stamp
-$(BENCH_STAMP): requirements-bench.txt $(STAMP)
+$(BENCH_STAMP): requirements-bench.txt $(DEV_DEPS)
 	$(PY) -m pip install -q -r requirements-bench.txt
 	touch $(BENCH_STAMP)
 
@@ -49,10 +63,10 @@ compare: build $(BENCH_STAMP)
 # `make test` runs (fixed seed, about a minute; RNNRT_SKIP_FUZZ=1 skips it).
 MINUTES ?= 5
 FUZZ := PYTHONPATH=tests $(PY) -m fuzz
-fuzz: build
+fuzz: build $(DEV_DEPS)
 	$(FUZZ) --minutes $(MINUTES) $(FUZZ_ARGS)
 
-fuzz-ci: build
+fuzz-ci: build $(DEV_DEPS)
 	rm -rf build/fuzz-ci
 	$(FUZZ) --cases 40000 --seed 0 --ci --no-minimize --results build/fuzz-ci
 

@@ -379,7 +379,7 @@ def _fmt_time(s: float) -> str:
     return f"{s / 1e-9:8.0f} ns"
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
     try:
         v = int(text)
     except ValueError:
@@ -401,16 +401,16 @@ def _positive_float(text: str) -> float:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help=".rnnrt file")
-    p.add_argument("--batch", type=_positive_int, default=1, help="batch size (default 1)")
-    p.add_argument("--time", type=_positive_int, default=100,
+    p.add_argument("--batch", type=positive_int, default=1, help="batch size (default 1)")
+    p.add_argument("--time", type=positive_int, default=100,
                    help="time steps of each run (default 100)")
-    p.add_argument("--threads", type=_positive_int, default=None,
+    p.add_argument("--threads", type=positive_int, default=None,
                    help="threads for rnnrt and onnxruntime (default: rnnrt's default)")
-    p.add_argument("--rounds", type=_positive_int, default=5,
+    p.add_argument("--rounds", type=positive_int, default=5,
                    help="interleaved rounds (default 5)")
-    p.add_argument("--reps", type=_positive_int, default=None,
+    p.add_argument("--reps", type=positive_int, default=None,
                    help="timed calls per engine per round (default: enough for --target)")
-    p.add_argument("--warmup", type=_positive_int, default=3,
+    p.add_argument("--warmup", type=positive_int, default=3,
                    help="warm-up calls before each block (default 3)")
     p.add_argument("--target", type=_positive_float, default=0.2,
                    help="seconds of timed calls per engine per round (default 0.2)")

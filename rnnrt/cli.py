@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import zipfile
 
 import numpy as np
 
+from .errors import InputError, RnnrtError
 from .panels import PANEL, panel_count
 
 
@@ -58,11 +60,68 @@ def describe(model) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
-    from . import bench, convert, load
-    from .errors import RnnrtError
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line (`rnnrt run: error: ...`), status 2."""
 
-    ap = argparse.ArgumentParser(prog="rnnrt", description="CPU inference runtime for RNNs")
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def check_output_path(path: str, flag: str) -> None:
+    """Refuse a destination that cannot be written before any work is done: its directory
+    must exist and it must not be a directory itself."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise InputError(f"{flag} {path!r}: no such directory {directory!r}")
+    if os.path.isdir(path):
+        raise InputError(f"{flag} {path!r} is a directory, not a file to write")
+
+
+def read_arrays(path: str):
+    """The arrays of an .npy (one array) or .npz (a dict by name) file; no pickles."""
+    try:
+        data = np.load(path, allow_pickle=False)
+        if isinstance(data, np.lib.npyio.NpzFile):
+            with data:
+                return dict(data)
+        return data
+    except EOFError:
+        why = "it is empty or truncated"
+    except (ValueError, zipfile.BadZipFile) as e:
+        # np.load takes a file that is neither .npy nor .npz for a pickle, and says so.
+        why = ("it is not a .npy or .npz file" if "pickled" in str(e) else
+               "it holds Python objects (an object array), not numbers"
+               if "Object arrays" in str(e) else str(e))
+    raise InputError(f"cannot read the input {path!r} as .npy or .npz arrays: {why}")
+
+
+def _os_error(e: OSError) -> str:
+    """'No such file or directory: 'x.npy'': the reason and the path(s), without [Errno]."""
+    names = [repr(os.fspath(n)) for n in (e.filename, e.filename2) if n is not None]
+    return f"{e.strerror or e}" + (f": {' -> '.join(names)}" if names else "")
+
+
+def _run(args) -> None:
+    """The `rnnrt run` subcommand."""
+    from . import load
+
+    check_output_path(args.output, "-o")
+    model = load(args.model, num_threads=args.threads)
+    outs = model.run(read_arrays(args.input))
+    # An open file, so that the outputs go to exactly this path (np.savez adds .npz to a
+    # name without it).
+    with open(args.output, "wb") as f:
+        np.savez(f, **{o.name: v for o, v in zip(model.outputs, outs)})
+    print(f"wrote {len(outs)} output(s) to {args.output}: " +
+          ", ".join(f"{o.name}{v.shape}" for o, v in zip(model.outputs, outs)))
+
+
+def main(argv=None) -> int:
+    """The console script. Any error is one line on stderr naming the problem, status 2;
+    RNNRT_TRACEBACK=1 shows the traceback of an unexpected one."""
+    from . import bench, convert, load
+
+    ap = _Parser(prog="rnnrt", description="CPU inference runtime for RNNs")
     sub = ap.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("convert", help="convert a Keras/PyTorch .npz (or .onnx) to .rnnrt")
     c.add_argument("src")
@@ -75,30 +134,48 @@ def main(argv=None) -> int:
     r.add_argument("model")
     r.add_argument("input", help=".npy (single input) or .npz (one array per input name)")
     r.add_argument("-o", "--output", required=True, help="destination .npz")
-    r.add_argument("--threads", type=int, default=None)
+    r.add_argument("--threads", type=bench.positive_int, default=None)
     b = sub.add_parser("bench", help="time run (and step) on random inputs; --onnx compares "
                                      "with onnxruntime")
     bench.add_arguments(b)
     args = ap.parse_args(argv)
     try:
         if args.cmd == "convert":
+            check_output_path(args.output, "-o")
             path = convert(args.src, args.output, config=args.config, spec=args.spec)
             print(describe(load(path)))
         elif args.cmd == "info":
             print(describe(load(args.model)))
         elif args.cmd == "bench":
+            if args.json:
+                check_output_path(args.json, "--json")
             bench.main(args)
         else:
-            model = load(args.model, num_threads=args.threads)
-            data = np.load(args.input)
-            feeds = dict(data) if isinstance(data, np.lib.npyio.NpzFile) else data
-            outs = model.run(feeds)
-            np.savez(args.output, **{o.name: v for o, v in zip(model.outputs, outs)})
-            print(f"wrote {len(outs)} output(s) to {args.output}: " +
-                  ", ".join(f"{o.name}{v.shape}" for o, v in zip(model.outputs, outs)))
-    except (RnnrtError, FileNotFoundError) as e:
-        print(f"rnnrt {args.cmd}: {type(e).__name__}: {e}", file=sys.stderr)
+            _run(args)
+        sys.stdout.flush()      # a closed stdout fails here, not at the interpreter's exit
+    except BrokenPipeError:
+        # stdout closed early (`rnnrt info m.rnnrt | head`): stop quietly, and point stdout
+        # at /dev/null so that the interpreter's final flush does not fail again.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
         return 1
+    except KeyboardInterrupt:
+        print(f"rnnrt {args.cmd}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        if isinstance(e, OSError):
+            message = _os_error(e)
+        elif isinstance(e, RnnrtError):
+            message = str(e)
+        elif os.environ.get("RNNRT_TRACEBACK") == "1":
+            raise
+        else:   # a defect of rnnrt's, not of the command line: still one line
+            message = f"{e} (unexpected: a bug; RNNRT_TRACEBACK=1 shows where)"
+        one_line = " ".join(part.strip() for part in message.splitlines() if part.strip())
+        print(f"rnnrt {args.cmd}: {type(e).__name__}: {one_line}", file=sys.stderr)
+        return 2
     return 0
 
 

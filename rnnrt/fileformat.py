@@ -37,6 +37,7 @@ SIGBUS guard (src_c/mapguard.c, GuardedMap in rnnrt/_engine.pyx): a fault readin
 truncated file becomes FormatError, and verify_data checks such a file again at every call.
 """
 
+import errno
 import json
 import math
 import mmap
@@ -184,6 +185,13 @@ def write(path, graph, tensors, metadata):
         raise FormatError(f"graph must be a dict, got {type(graph).__name__}")
     if not isinstance(metadata, dict):
         raise FormatError(f"metadata must be a dict, got {type(metadata).__name__}")
+    # Name the destination, not the temporary file that would fail to be created.
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(errno.ENOENT, "no such directory to write the model into",
+                                directory)
+    if os.path.isdir(path):
+        raise IsADirectoryError(errno.EISDIR, "the destination is a directory", path)
     prepared = _prepare_tensors(tensors)
 
     table, cursor = {}, 0
@@ -196,7 +204,6 @@ def write(path, graph, tensors, metadata):
                              "tensors": table, "metadata": metadata})
     data_start = _align(PREAMBLE_SIZE + len(header))
 
-    directory = os.path.dirname(os.path.abspath(path))
     tmp, fd = _create_temp(directory, os.path.basename(path))
     try:
         with os.fdopen(fd, "wb") as f:

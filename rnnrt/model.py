@@ -116,7 +116,9 @@ def _as_array(name: str, value, dtype: str) -> np.ndarray:
         if lo < info.min or hi > info.max:
             raise InputError(f"input {name!r}: values must fit {dtype} ({info.min}.."
                              f"{info.max}), got {lo}..{hi} (dtype {arr.dtype})")
-    return np.ascontiguousarray(arr, dtype=_DTYPES[dtype])
+    # Aligned too: C reads the array as floats, and a view at an odd offset (what Dask hands
+    # a worker) is undefined behaviour there (UBSan: misaligned load in packed_gemm.c).
+    return np.require(arr, _DTYPES[dtype], ["C", "A"])
 
 
 def _check_memory(model, what: str, B: int, Ts, threads: int, *, skip=(), states=0,

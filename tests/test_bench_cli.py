@@ -136,15 +136,15 @@ def test_bench_bad_numbers_are_refused(tiny, capsys, flag, value):
 
 def test_bench_missing_files_and_bad_model(tiny, tmp_path, capsys):
     rc, _, err = _bench(capsys, tmp_path / "absent.rnnrt")
-    assert rc == 1 and "FileNotFoundError" in err
+    assert rc == 2 and "FileNotFoundError" in err
     rc, _, err = _bench(capsys, tiny, "--onnx", tmp_path / "absent.onnx", "--rounds", 1,
                         "--reps", 5)
     if "onnxruntime is not installed" not in err:
-        assert rc == 1 and "absent.onnx" in err
+        assert rc == 2 and "absent.onnx" in err
     bad = tmp_path / "bad.rnnrt"
     bad.write_bytes(b"not a model")
     rc, _, err = _bench(capsys, bad)
-    assert rc == 1 and "FormatError" in err
+    assert rc == 2 and "FormatError" in err
 
 
 def test_console_script_runs_bench(tiny):

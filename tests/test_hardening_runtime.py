@@ -346,6 +346,20 @@ def test_pool_of_a_model_whose_first_output_has_no_batch_axis_is_refused(tmp_pat
     assert "'k2'" in msg and "batch axis" in msg
 
 
+def test_unaligned_inputs_reach_the_engine_aligned(float_model):
+    """A float32 view at an odd byte offset went to C as it was: a misaligned load there
+    (UBSan under make test-asan, in the Dask tests whose workers get such views)."""
+    x = x_of(2, 5, I)
+    raw = bytearray(x.nbytes + 1)
+    odd = np.frombuffer(raw, np.float32, count=x.size, offset=1).reshape(x.shape)
+    odd[...] = x
+    assert not odd.flags.aligned
+    want = float_model.run(x)
+    for got, w in zip(float_model.run(odd), want):
+        np.testing.assert_array_equal(got, w)
+    assert rnnrt.model._as_array("x", odd, "float32").flags.aligned
+
+
 def test_two_layers_of_one_name_are_refused(tmp_path):
     """Two recurrent layers named alike shared one stream-state key: a resumed snapshot
     stepped differently, and stream() raised ValueError (fuzz corpus, 'duplicate layer

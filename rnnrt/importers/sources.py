@@ -24,6 +24,10 @@ def read_json_object(source, what: str) -> dict:
                     text = f.read()
             except OSError as e:
                 raise FormatError(f"cannot read {what} {os.fspath(source)!r}: {e}") from None
+            except UnicodeDecodeError as e:   # a binary file given for the JSON one
+                raise FormatError(f"{what} {os.fspath(source)!r} is not a JSON text file: "
+                                  f"byte {e.object[e.start]:#04x} at offset {e.start} is not "
+                                  f"UTF-8") from None
         try:
             parsed = json.loads(text)
         except json.JSONDecodeError as e:
