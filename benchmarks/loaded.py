@@ -14,8 +14,10 @@ p99, at every load) and rnnrt default over onnxruntime default. No round is re-r
 disturbed: here the disturbance is the point.
 
 Cases: scenario A (one streaming step, batch 1), B (a sequence, batch 1, T=100), C (batch 64,
-T=50) of benchmarks/scenarios.py, and "B+head": the issue's LSTM 4->64 + Linear over T=100,
-one ONNX file that rnnrt converts and onnxruntime runs as it is.
+T=50) of benchmarks/scenarios.py; "B ... + Linear": the issue's LSTM 4->64 + Linear over
+T=100, one ONNX file that rnnrt converts and onnxruntime runs as it is; "P": one tick of a
+pool of 64 LSTM-256 streams (StreamPool.step), against onnxruntime stepping the 64 as one
+batch with their states fed. (generate() always runs on its caller: nothing to compare.)
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ HIDDEN = (128, 512)
 ENGINE_ORDER = ("rnnrt default", "rnnrt 1t", "onnxruntime default", "onnxruntime 1t")
 
 
+POOL_STREAMS, POOL_HIDDEN, POOL_INPUT = 64, 256, 128
+
+
 class Case:
     def __init__(self, scenario, cell, hidden, input_size, batch, time, head=False):
         self.scenario, self.cell, self.hidden, self.input = scenario, cell, hidden, input_size
@@ -47,6 +52,8 @@ class Case:
 
     @property
     def label(self):
+        if self.scenario == "P":
+            return f"P LSTM H={self.hidden} {self.batch} streams"
         size = f"B={self.batch}" if self.scenario == "C" else f"H={self.hidden}"
         head = f" {self.input}->{self.hidden} + Linear" if self.head else ""
         return f"{self.scenario} {scenarios.CELL_LABEL[self.cell]} {size}{head}"
@@ -65,6 +72,8 @@ def cases(which, cells) -> list:
                                 scenarios.THROUGHPUT_INPUT, 64, scenarios.THROUGHPUT_TIME))
     if "B" in which and "lstm" in cells:
         out.append(Case("B", "lstm", 64, 4, 1, scenarios.SEQUENCE_TIME, head=True))
+    if "C" in which and "lstm" in cells:
+        out.append(Case("P", "lstm", POOL_HIDDEN, POOL_INPUT, POOL_STREAMS, 1))
     return out
 
 
@@ -117,6 +126,25 @@ class OrtFeeds:
         return self.sess.run(None, self.feeds)[0]
 
 
+class RnnrtPool:
+    """One StreamPool.step of every open stream (their first step after a reset)."""
+
+    def __init__(self, path, threads, x_t):
+        self.pool = rnnrt.load(path, num_threads=threads).stream_pool(len(x_t))
+        self.ids = [self.pool.open() for _ in range(len(x_t))]
+        self.x_t = x_t
+
+    def __call__(self):
+        return self.pool.step(self.ids, self.x_t)
+
+    def outputs(self):
+        ids = [self.pool.open() for _ in self.ids]     # fresh streams: from the zero state
+        y = self.pool.step(ids, self.x_t)
+        for i in ids:
+            self.pool.close(i)
+        return y
+
+
 def make_runners(case, tmp) -> dict:
     """{engine name: zero-argument callable} and, per engine, its outputs for the check.
     Default threads: rnnrt num_threads=None, onnxruntime intra_op_num_threads=0."""
@@ -135,6 +163,15 @@ def make_runners(case, tmp) -> dict:
                        else OrtFeeds(onnx_model, t, feeds)) for n, t in threads.items()}
         return {n: (r, r.outputs()) for n, r in runners.items()}
     rpath = scenarios.save_rnnrt(w, os.path.join(tmp, f"{case.cell}_{case.hidden}.rnnrt"))
+    if case.scenario == "P":
+        x_t = np.ascontiguousarray(x[:, 0])
+        zeros = np.zeros((1, case.batch, case.hidden), np.float32)
+        feeds = {"X": x_t[None], "initial_h": zeros, "initial_c": zeros}
+        stateful = scenarios.onnx_model(w, stateful=True)
+        runners = {n: (RnnrtPool(rpath, t, x_t) if n.startswith("rnnrt")
+                       else OrtFeeds(stateful, t, feeds)) for n, t in threads.items()}
+        return {n: (r, r.outputs()[None] if n.startswith("rnnrt") else r.outputs())
+                for n, r in runners.items()}
     out = {}
     for name, t in threads.items():
         if case.scenario == "A":

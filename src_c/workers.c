@@ -172,7 +172,7 @@ static void take_part(uint32_t g, int slot, int is_caller)
                 ran++;
             }
         }
-        if (!is_caller) {
+        if (!is_caller && ran) {
             atomic_fetch_add_explicit(&pool.shares_by_workers, ran, memory_order_relaxed);
         }
         if (!ran) {
@@ -182,7 +182,7 @@ static void take_part(uint32_t g, int slot, int is_caller)
 }
 
 /* Spin for a job newer than `seen`, then sleep until rung. The Dekker pair with
- * rnnrt_run_shares (sleeping stored, then gen loaded; gen stored, then sleeping loaded, all
+ * rnnrt_try_shares (sleeping stored, then gen loaded; gen stored, then sleeping loaded, all
  * seq_cst) means a job is never published to a worker that neither sees it nor is rung. */
 static uint32_t wait_for_job(worker *w, uint32_t seen)
 {

@@ -24,6 +24,10 @@ TENSOR_ATTRS = ("x", "ids", "out", "mask", "seq_lens", "h0", "c0", "y", "h_n", "
 MAX_TENSOR_BYTES = 1 << 20     # a reshaped tensor larger than this keeps its bytes (a lie)
 
 
+# The widest constant state a mutation makes: a hidden_size past it is the mutation's own.
+MAX_STATE_UNITS = 1 << 16
+
+
 class Skip(Exception):
     """The mutation does not apply to this document."""
 
@@ -167,6 +171,8 @@ def _state_like(doc, layer, role, rng):
                        np.int32)
     else:
         shape = (D, B0, H) if a.get("state_layout") != "bdh" else (B0, D, H)
+        if not 0 < H <= MAX_STATE_UNITS:
+            raise Skip      # a mutated hidden_size (2**31) would ask for 96 GiB here
         arr = np.random.default_rng(rng.getrandbits(32)).standard_normal(shape)
         arr = arr.astype(np.float32)
     return Tensor(rnnrt_doc.fileformat._dtype_name(arr), list(arr.shape), arr.tobytes())
