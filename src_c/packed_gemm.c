@@ -403,3 +403,19 @@ const char *rnnrt_packed_isa(void)
 {
     return packed_isa_used->name;
 }
+
+/* A row's result depends on the height of its tile only through the accumulator sets the
+ * tile keeps (ks): AVX-512 keeps one set from 7 rows a tile, AVX2 from 2, portable always.
+ * From 14 rows (AVX-512) every tile of nearly equal height has 7 or more. */
+int rnnrt_packed_exact_rows(void)
+{
+    if (packed_isa_used == &isa_portable) {
+        return 1;
+    }
+#ifdef PACKED_X86
+    if (packed_isa_used == &isa_avx2) {
+        return 2;
+    }
+#endif
+    return 14;
+}

@@ -541,8 +541,8 @@ static void run_direction(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io
  * the length and the model's thread count only, never on the load, so a call computes the
  * same bits whoever runs its shares.
  * ROWS: each share is a block of batch rows that runs through every step and direction on its
- * own (no join per step); up to SHARES_PER_THREAD per thread, so that a late or busy thread
- * leaves a small part for the others. With fewer rows than threads (a batch-1 stream or
+ * own (no join per step), one a thread; a caller alone runs them as one block where that
+ * changes no bit (rows_merge_exact). With fewer rows than threads (a batch-1 stream or
  * sequence), that would leave threads idle, so instead:
  * DIRECTIONS: a bidirectional layer's two directions are the two shares;
  * UNITS: the shares split every step's hidden units, each computing its columns of every gate
@@ -564,7 +564,9 @@ static void run_direction(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io
 /* A block of rows is worth a share from this much work (~20 us on one core): less, and
  * waking a thread for it costs about what it saves. */
 #define ROWS_SHARE_MIN_FLOPS 2.0e6
-#define SHARES_PER_THREAD 2
+/* One block a thread: two of 16 rows each (B = 64, 2 threads) ran scenario C at 1.72-1.79x
+ * one thread, where one of 32 each runs it at ~1.9-2x (fewer panel reads a row). */
+#define SHARES_PER_THREAD 1
 /* Rows a block keeps at least when the batch allows: with fewer, each block's per-step
  * product reads R for few rows, and a caller running every block alone would read R more
  * often than one thread's single block does. */
@@ -697,6 +699,19 @@ static void units_share(void *ctx, int phase, int k, int slot)
     (void)slot;
 }
 
+/* Whether a caller alone may run ROWS's blocks as one block of all B rows: the same bits
+ * when every block has enough rows for the kernel to compute each row alike
+ * (rnnrt_packed_exact_rows; the last block is the smallest), and faster (a block of 16
+ * rows read R from L2 once each, and each panel for 2 row tiles instead of 6: a pool tick of
+ * 64 LSTM-256 streams took 1.14x the one-block time). Every other product of a block
+ * (input projections of all steps, of a step, of a row's steps) then has at least as many
+ * rows too, or the same (a row's T). */
+static int rows_merge_exact(const schedule *sc, int B)
+{
+    int exact = rnnrt_packed_exact_rows(), last = B - (sc->shares - 1) * sc->per;
+    return sc->per >= exact && last >= exact;
+}
+
 /* A layer's directions, one after another, on this thread: the one-thread form of the
  * DIRECTIONS, UNITS and RANGES splits, which compute the same bits (a share's units are
  * whole panels, so every unit goes through the same vector lanes either way). */
@@ -732,13 +747,18 @@ void rnnrt_recurrent_run(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io)
         return;
     }
     default:
-        /* Blocks of rows compute other bits than one block would (the kernel's row tiles
-         * differ), so a caller alone still runs every block. */
-        if (c.sc.shares == 1) {     /* no workers: a streaming step saves ~0.5 us */
-            rows_share(&c, 0, 0, 0);
-        } else {
-            rnnrt_run_shares(io->nthreads, 1, c.sc.shares, rows_share, &c);
+        if (c.sc.shares > 1 &&
+                rnnrt_try_shares(io->nthreads, 1, c.sc.shares, rows_share, &c)) {
+            return;
         }
+        if (c.sc.shares > 1 && !rows_merge_exact(&c.sc, io->B)) {
+            for (int k = 0; k < c.sc.shares; k++) {     /* alone, block by block */
+                rows_share(&c, 0, k, 0);
+            }
+            return;
+        }
+        c.sc.per = io->B;           /* alone: the blocks as one, faster, the same bits */
+        rows_share(&c, 0, 0, 0);
         return;
     }
 }

@@ -251,6 +251,9 @@ void rnnrt_gemm_packed_streamed(int m, int n0, int n1, int k, const float *a, in
                                 int backward);
 /* The instruction set the kernel runs with: "avx512", "avx2" or "portable". */
 const char *rnnrt_packed_isa(void);
+/* The fewest rows m from which every product of m or more rows computes each row with the
+ * same arithmetic, so that splitting such rows into such blocks changes no bit. */
+int rnnrt_packed_exact_rows(void);
 /* ---- end packed GEMM ---- */
 
 #endif

@@ -138,6 +138,39 @@ def test_batch1_splits_compute_the_bits_of_one_thread(cell, direction, H, lbr, h
             np.testing.assert_array_equal(a, b, err_msg=f"free {free}, held {hold}")
 
 
+@pytest.mark.parametrize("B", [9, 27, 28, 29, 64, 101])
+@pytest.mark.parametrize("cell,direction,lens,proj", [("lstm", "forward", False, None),
+                                                      ("lstm", "bidirectional", True, 24),
+                                                      ("gru", "bidirectional", True, None),
+                                                      ("rnn", "reverse", True, None)])
+def test_a_rows_split_run_alone_computes_the_bits_of_its_shares(B, cell, direction, lens, proj,
+                                                                tmp_path):
+    # Alone (no free core) the caller runs the blocks of rows as one where the kernel
+    # computes each row alike either way (blocks of 14 rows or more with AVX-512: B >= 28 at
+    # 2 threads), else block by block; shared or held, block by block on any thread. An
+    # LSTM projection's product is OpenBLAS's, over the block's rows.
+    rng = np.random.default_rng(4)
+    options = {"seq_lens": "lens"} if lens else {}
+    layer = make_recurrent("rec", cell, direction, 96, 12, rng, x="x", y="y", h_n="hn",
+                           proj=proj, **options)
+    inputs = [ir.TensorInfo("x", (None, None, 12), "float32")]
+    inputs += [ir.TensorInfo("lens", (None,), "int32")] if lens else []
+    model = rnnrt.load(save(ir.Graph(inputs, [layer], ["y", "hn"]), tmp_path), num_threads=2)
+    feeds = {"x": rng.uniform(-1, 1, (B, 60, 12)).astype(np.float32)}
+    if lens:
+        feeds["lens"] = rng.integers(0, 61, B).astype(np.int32)
+    [(_, how, used)] = model._engine.thread_schedule(B, 60, 2)
+    assert (how, used) == ("rows", 2)
+    results = []
+    for free, hold in ((2, False), (2, True), (1, False)):
+        _engine.fix_free_cores(free)
+        _engine.hold_workers(hold)
+        results.append(model.run(feeds))
+    for other in results[1:]:
+        for a, b in zip(other, results[0]):
+            np.testing.assert_array_equal(a, b)
+
+
 def stack(tmp_path, H=64, I=8, layers=2, seed=0):
     """LSTM/GRU stack + Dense back to I features: it runs, streams, pools and forecasts."""
     rng = np.random.default_rng(seed)
