@@ -11,7 +11,12 @@ machine) every case's four engines are timed
 in interleaved rounds, every call on its own, and the table gives p50 and p99 of all calls
 and two ratios: rnnrt default over rnnrt one thread (issue 14's target: at most 1.1, p50 and
 p99, at every load) and rnnrt default over onnxruntime default. No round is re-run for being
-disturbed: here the disturbance is the point.
+disturbed: here the disturbance is the point. Each round times one engine family, then the
+other (the order turns each round), and within a family its two engines call by call in
+turn (default, one thread, default, ...): on a loaded machine a long call takes one of two
+times (whether the scheduler has put a competitor on the caller's core: 3.6 or 7.5 ms for
+a batch of 64 SimpleRNN-256 sequences), and an epoch of either lasts longer than a block of
+calls, so only calls in turn see the same conditions.
 
 Cases: scenario A (one streaming step, batch 1), B (a sequence, batch 1, T=100), C (batch 64,
 T=50) of benchmarks/scenarios.py; "B ... + Linear": the issue's LSTM 4->64 + Linear over
@@ -25,11 +30,12 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 
 import numpy as np
 
 import rnnrt
-from rnnrt.bench import measure
+from rnnrt.bench import SETTLE_S, estimate_call_s, reps_for, timer_overhead_s
 from rnnrt.competitors import busy_processes
 from rnnrt.model import default_threads
 
@@ -186,8 +192,32 @@ def make_runners(case, tmp) -> dict:
     return out
 
 
+def paired_rounds(runners: dict, rounds: int, warmup: int, target_s: float,
+                  min_reps: int) -> dict:
+    """{engine: [seconds per call]}: each round, each family's two engines call by call in
+    turn, the families one after the other (order turned each round)."""
+    overhead = timer_overhead_s()
+    families = [[n for n in ENGINE_ORDER if n.startswith(f)] for f in ("rnnrt", "onnx")]
+    reps = {tuple(f): reps_for(max(estimate_call_s(runners[n], warmup) for n in f), target_s,
+                               min_reps, 20_000) for f in families}
+    samples = {n: [] for n in runners}
+    pc = time.perf_counter_ns
+    for k in range(rounds):
+        for f in families[k % 2:] + families[:k % 2]:
+            time.sleep(SETTLE_S)        # what the other family left spinning, asleep
+            for n in f:
+                for _ in range(warmup):
+                    runners[n]()
+            for _ in range(reps[tuple(f)]):
+                for n in f:
+                    t0 = pc()
+                    runners[n]()
+                    samples[n].append((pc() - t0) * 1e-9 - overhead)
+    return samples
+
+
 def percentiles(samples) -> dict:
-    s = np.concatenate(samples)
+    s = np.maximum(np.asarray(samples, np.float64), 0.0)
     p50, p99 = np.percentile(s, [50, 99])
     return {"p50_s": float(p50), "p99_s": float(p99), "calls": int(s.size)}
 
@@ -222,13 +252,11 @@ def run(args) -> int:
         for n_busy in loads:
             with busy_processes(n_busy, args.load_kind):
                 for case, runners, diffs in built:
-                    m = measure(runners, rounds=rounds, warmup=warmup, target_s=target,
-                                min_reps=min_reps, max_redo=0)
-                    stats = {n: percentiles([r.samples[n] for r in m.rounds])
-                             for n in runners}
+                    samples = paired_rounds(runners, rounds, warmup, target, min_reps)
+                    stats = {n: percentiles(v) for n, v in samples.items()}
                     doc["cases"].append({"label": case.label, "load": n_busy,
                                          "scenario": case.scenario, "agreement": diffs,
-                                         "others_cores": m.others_cores, "engines": stats})
+                                         "engines": stats})
                     print(_line(doc["cases"][-1]), flush=True)
     text = table(doc)
     print("\n" + text)
