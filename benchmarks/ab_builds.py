@@ -24,6 +24,10 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# NumPy's own OpenBLAS on one thread, as in compare.py: its threads spin for ~40 ms after
+# the import, which a child timing for ~30 ms would otherwise run beside (and rnnrt's load
+# probe rightly counts as a busy core).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
 def child(build: str, cell: str, hidden: int, steps: int, threads: int) -> float:

@@ -16,7 +16,10 @@ other (the order turns each round), and within a family its two engines call by 
 turn (default, one thread, default, ...): on a loaded machine a long call takes one of two
 times (whether the scheduler has put a competitor on the caller's core: 3.6 or 7.5 ms for
 a batch of 64 SimpleRNN-256 sequences), and an epoch of either lasts longer than a block of
-calls, so only calls in turn see the same conditions.
+calls, so only calls in turn see the same conditions. With no competitor each engine's
+calls come in a block instead: calls in turn would evict each other's weights from the
+caches (a 2-thread batch-1 split keeps half of LSTM-512's in each core's L2, which a
+1-thread call in between reads all of), and a service calls its model again and again.
 
 Cases: scenario A (one streaming step, batch 1), B (a sequence, batch 1, T=100), C (batch 64,
 T=50) of benchmarks/scenarios.py; "B ... + Linear": the issue's LSTM 4->64 + Linear over
@@ -37,7 +40,7 @@ import numpy as np
 import rnnrt
 from rnnrt.bench import SETTLE_S, estimate_call_s, reps_for, timer_overhead_s
 from rnnrt.competitors import busy_processes
-from rnnrt.model import default_threads
+from rnnrt.model import _engine, default_threads
 
 from benchmarks import engines, report, scenarios
 
@@ -193,27 +196,36 @@ def make_runners(case, tmp) -> dict:
 
 
 def paired_rounds(runners: dict, rounds: int, warmup: int, target_s: float,
-                  min_reps: int) -> dict:
-    """{engine: [seconds per call]}: each round, each family's two engines call by call in
-    turn, the families one after the other (order turned each round)."""
+                  min_reps: int, in_turn: bool = True) -> dict:
+    """({engine: [seconds per call]}, the share of rnnrt default's parallel layer calls that
+    found a free core and shared their work, or None when none asked): each round, each
+    family's two engines call by call in turn (in_turn; else each its calls in a block), the
+    families one after the other (order turned each round)."""
     overhead = timer_overhead_s()
     families = [[n for n in ENGINE_ORDER if n.startswith(f)] for f in ("rnnrt", "onnx")]
     reps = {tuple(f): reps_for(max(estimate_call_s(runners[n], warmup) for n in f), target_s,
                                min_reps, 20_000) for f in families}
     samples = {n: [] for n in runners}
     pc = time.perf_counter_ns
+    shared = alone = 0
     for k in range(rounds):
         for f in families[k % 2:] + families[:k % 2]:
             time.sleep(SETTLE_S)        # what the other family left spinning, asleep
             for n in f:
                 for _ in range(warmup):
                     runners[n]()
-            for _ in range(reps[tuple(f)]):
-                for n in f:
+            before = _engine.workers_info()
+            order = [f] * reps[tuple(f)] if in_turn else [[n] * reps[tuple(f)] for n in f]
+            for calls in order:
+                for n in calls:
                     t0 = pc()
                     runners[n]()
                     samples[n].append((pc() - t0) * 1e-9 - overhead)
-    return samples
+            after = _engine.workers_info()
+            if f[0].startswith("rnnrt"):   # only rnnrt default's calls ask for workers
+                shared += after["jobs"] - before["jobs"]
+                alone += after["jobs_alone"] - before["jobs_alone"]
+    return samples, (shared / (shared + alone) if shared + alone else None)
 
 
 def percentiles(samples) -> dict:
@@ -252,14 +264,20 @@ def run(args) -> int:
         for n_busy in loads:
             with busy_processes(n_busy, args.load_kind):
                 for case, runners, diffs in built:
-                    samples = paired_rounds(runners, rounds, warmup, target, min_reps)
+                    # Quiet, each engine's calls in a block (its weights stay in the
+                    # caches, as a service's model does); loaded, in turn (see the doc).
+                    in_turn = n_busy > 0
+                    samples, shared = paired_rounds(runners, rounds, warmup, target,
+                                                    min_reps, in_turn)
                     stats = {n: percentiles(v) for n, v in samples.items()}
                     # Calls in turn share their conditions: the median of their ratios.
                     pairs = float(np.median(np.divide(samples["rnnrt default"],
-                                                      samples["rnnrt 1t"])))
+                                                      samples["rnnrt 1t"]))) \
+                        if in_turn else None
                     doc["cases"].append({"label": case.label, "load": n_busy,
                                          "scenario": case.scenario, "agreement": diffs,
-                                         "engines": stats, "paired_vs_1t": pairs})
+                                         "engines": stats, "paired_vs_1t": pairs,
+                                         "shared_calls": shared})
                     print(_line(doc["cases"][-1]), flush=True)
     text = table(doc)
     print("\n" + text)
@@ -286,7 +304,7 @@ def ratios(rec) -> dict:
     e = rec["engines"]
     d, one, ort = e["rnnrt default"], e["rnnrt 1t"], e["onnxruntime default"]
     return {"vs_1t_p50": d["p50_s"] / one["p50_s"], "vs_1t_p99": d["p99_s"] / one["p99_s"],
-            "vs_1t_pairs": rec["paired_vs_1t"],
+            "vs_1t_pairs": rec["paired_vs_1t"],   # None: calls in blocks (quiet)
             "vs_ort_p50": d["p50_s"] / ort["p50_s"], "vs_ort_p99": d["p99_s"] / ort["p99_s"]}
 
 
@@ -295,9 +313,14 @@ def _line(rec) -> str:
     e = rec["engines"]
     times = "  ".join(f"{n} {report.fmt_time(e[n]['p50_s'])}/{report.fmt_time(e[n]['p99_s'])}"
                       for n in ENGINE_ORDER)
+    shared = "-" if rec["shared_calls"] is None else f"{100 * rec['shared_calls']:.0f}%"
     return (f"load {rec['load']} {rec['label']:<30} {times} | default/1t {r['vs_1t_p50']:.2f}/"
-            f"{r['vs_1t_p99']:.2f} pairs {r['vs_1t_pairs']:.2f} default/ort "
-            f"{r['vs_ort_p50']:.2f}/{r['vs_ort_p99']:.2f}")
+            f"{r['vs_1t_p99']:.2f} pairs {_ratio(r['vs_1t_pairs'])} shared {shared} "
+            f"default/ort {r['vs_ort_p50']:.2f}/{r['vs_ort_p99']:.2f}")
+
+
+def _ratio(value) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def table(doc) -> str:
@@ -314,8 +337,8 @@ def table(doc) -> str:
         cells = "".join(f"{report.fmt_time(e[n]['p50_s']) + ' / ' + report.fmt_time(e[n]['p99_s']):>24}"
                         for n in ENGINE_ORDER)
         lines.append(f"{rec['load']:<5}{rec['label']:<32}{cells}{r['vs_1t_p50']:12.2f}"
-                     f"{r['vs_1t_p99']:7.2f}{r['vs_1t_pairs']:7.2f}{r['vs_ort_p50']:13.2f}"
-                     f"{r['vs_ort_p99']:7.2f}")
+                     f"{r['vs_1t_p99']:7.2f}{_ratio(r['vs_1t_pairs']):>7}"
+                     f"{r['vs_ort_p50']:13.2f}{r['vs_ort_p99']:7.2f}")
     return "\n".join(lines)
 
 
@@ -339,7 +362,7 @@ def markdown(doc) -> str:
                 continue
             e, r = rec["engines"]["rnnrt default"], ratios(rec)
             row += [f"{report.fmt_time(e['p50_s'])} / {report.fmt_time(e['p99_s'])}",
-                    f"{r['vs_1t_p50']:.2f} / {r['vs_1t_p99']:.2f} / {r['vs_1t_pairs']:.2f}",
+                    f"{r['vs_1t_p50']:.2f} / {r['vs_1t_p99']:.2f} / {_ratio(r['vs_1t_pairs'])}",
                     f"{r['vs_ort_p50']:.2f} / {r['vs_ort_p99']:.2f}"]
         out.append("| " + " | ".join(row) + " |")
     return "\n".join(out)
