@@ -86,6 +86,24 @@ def _sensitivity(model, feeds, out) -> float:
         return float(moved.max(initial=0.0))
 
 
+def _extreme_weights(model) -> bool:
+    """Whether a weight of the model is past 1e30 or not finite. Then a product of it with
+    an input is near float32's largest, and which partial sums overflow depends on the
+    summation order, which a step (B rows) and run() (B x T rows) need not share: their
+    answers may differ by more than rounding, both right (a campaign find: a Dense kernel
+    of -3e38 entries, inf in one path and -2.3e38 in the other)."""
+    def extreme(v):
+        if isinstance(v, dict):
+            return any(extreme(x) for x in v.values())
+        if isinstance(v, (list, tuple)):
+            return any(extreme(x) for x in v)
+        if isinstance(v, np.ndarray) and v.dtype.kind == "f" and v.size:
+            with np.errstate(invalid="ignore"):
+                return not bool(np.all(np.abs(v) < 1e30))
+        return False
+    return any(extreme(op) for op in model._plan.ops)
+
+
 def _describe(a, b) -> str:
     a, b = np.asarray(a), np.asarray(b)
     if a.dtype != b.dtype or a.shape != b.shape:
@@ -217,7 +235,8 @@ def check_stream(model, gen, log):
     # A stream runs every row to the end: constant lengths (seq_lens_value) apply to run()
     # only, and there the two may differ.
     const_lengths = any(op.get("rec", {}).get("lensv") is not None for op in model._plan.ops)
-    if not const_lengths and not _close(steps[-1], want) and \
+    if not const_lengths and not _extreme_weights(model) and \
+            not _close(steps[-1], want) and \
             not _close(steps[-1], want, _sensitivity(model, feeds, full)):
         _mismatch("step-vs-run", f"the last step of a stream vs run() at that step: "
                                  f"{_describe(steps[-1], want)}, max difference "
