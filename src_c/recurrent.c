@@ -564,6 +564,10 @@ static void run_direction(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io
 /* A block of rows is worth a share from this much work (~20 us on one core): less, and
  * waking a thread for it costs about what it saves. */
 #define ROWS_SHARE_MIN_FLOPS 2.0e6
+/* A block of rows this long (~4 ms on one core, above a scheduler's time slice under
+ * load) runs on a busy core too (rnnrt_try_long_shares): a late worker then costs a share
+ * of its slice against the block's work. */
+#define ROWS_SHARE_LONG_FLOPS 6.0e8
 /* One block a thread: two of 16 rows each (B = 64, 2 threads) ran scenario C at 1.72-1.79x
  * one thread, where one of 32 each runs it at ~1.9-2x (fewer panel reads a row). */
 #define SHARES_PER_THREAD 1
@@ -581,6 +585,12 @@ typedef struct {
 static int clamp_threads(int n)
 {
     return n < 1 ? 1 : n > RNNRT_MAX_THREADS ? RNNRT_MAX_THREADS : n;
+}
+
+/* The gate products of `rows` batch rows over T steps, every direction. */
+static double rows_share_flops(const rnnrt_recurrent *r, int rows, int T)
+{
+    return 2.0 * rows * T * r->D * r->G * r->H * (double)(r->In + r->S);
 }
 
 static schedule schedule_of(const rnnrt_recurrent *r, int B, int T, int nthreads)
@@ -608,8 +618,7 @@ static schedule schedule_of(const rnnrt_recurrent *r, int B, int T, int nthreads
             return sc;
         }
     }
-    double row_flops = 2.0 * T * r->D * r->G * r->H * (double)(r->In + r->S);
-    double paid = B * row_flops / ROWS_SHARE_MIN_FLOPS;
+    double paid = rows_share_flops(r, B, T) / ROWS_SHARE_MIN_FLOPS;
     int want = nt * SHARES_PER_THREAD;
     want = want < B ? want : B;
     want = want < paid ? want : (int)paid;
@@ -748,7 +757,9 @@ void rnnrt_recurrent_run(const rnnrt_recurrent *r, const rnnrt_recurrent_io *io)
     }
     default:
         if (c.sc.shares > 1 &&
-                rnnrt_try_shares(io->nthreads, 1, c.sc.shares, rows_share, &c)) {
+                (rows_share_flops(r, c.sc.per, io->T) >= ROWS_SHARE_LONG_FLOPS
+                     ? rnnrt_try_long_shares(io->nthreads, c.sc.shares, rows_share, &c)
+                     : rnnrt_try_shares(io->nthreads, 1, c.sc.shares, rows_share, &c))) {
             return;
         }
         if (c.sc.shares > 1 && !rows_merge_exact(&c.sc, io->B)) {

@@ -52,6 +52,10 @@ void rnnrt_run_shares(int threads, int n_phases, int n_shares,
  * caller can run a one-thread form of the work instead (one that computes the same bits). */
 int rnnrt_try_shares(int threads, int n_phases, int n_shares,
                      void (*fn)(void *ctx, int phase, int share, int slot), void *ctx);
+/* The same for one phase of shares long enough to be worth busy cores too: the workers
+ * invited do not depend on the load. */
+int rnnrt_try_long_shares(int threads, int n_shares,
+                          void (*fn)(void *ctx, int phase, int share, int slot), void *ctx);
 /* Cores of this process's affinity mask that other processes leave free now (>= 1). */
 int rnnrt_free_cores(void);
 void rnnrt_free_cores_fix(int n);    /* tests: n > 0 fixes rnnrt_free_cores; 0 measures */

@@ -171,6 +171,32 @@ def test_a_rows_split_run_alone_computes_the_bits_of_its_shares(B, cell, directi
             np.testing.assert_array_equal(a, b)
 
 
+def test_long_row_blocks_take_a_busy_core_and_short_ones_do_not(tmp_path):
+    # No free core: blocks of rows long enough (here 32 rows x 50 steps of an LSTM-256,
+    # ~1 GFLOP each) are still offered to a worker, short ones (the same at 4 steps) stay
+    # with the caller; either way the bits of one thread.
+    rng = np.random.default_rng(7)
+    layer = make_recurrent("rec", "lstm", "forward", 256, 128, rng, x="x", y="y", h_n="hn")
+    path = save(ir.Graph([ir.TensorInfo("x", (None, None, 128), "float32")], [layer],
+                         ["y", "hn"]), tmp_path)
+    model, alone = rnnrt.load(path, num_threads=2), rnnrt.load(path, num_threads=1)
+    _engine.fix_free_cores(1)
+    for T, offered in ((50, True), (4, False)):
+        x = rng.uniform(-1, 1, (64, T, 128)).astype(np.float32)
+        assert model._engine.thread_schedule(64, T, 2)[0][1:] == ("rows", 2)
+        want = alone.run(x)
+        claimed = 0
+        for _ in range(10):
+            before = _engine.workers_info()
+            for a, b in zip(model.run(x), want):
+                np.testing.assert_array_equal(a, b, err_msg=f"T={T}")
+            after = _engine.workers_info()
+            claimed += after["shares_by_workers"] - before["shares_by_workers"]
+            if offered and claimed:
+                break
+        assert bool(claimed) == offered, f"T={T}: {claimed} shares claimed by workers"
+
+
 def stack(tmp_path, H=64, I=8, layers=2, seed=0):
     """LSTM/GRU stack + Dense back to I features: it runs, streams, pools and forecasts."""
     rng = np.random.default_rng(seed)
