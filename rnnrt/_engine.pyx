@@ -52,6 +52,9 @@ cdef extern from "rnnrt.h" nogil:
         int outer_b, outer_t, inner_b, inner_t
         long outer_mult, inner_mult
         int axis_len[5]     # RNNRT_MAX_IO
+        const float *w[4]   # RNNRT_MAX_W
+        long iv[12]         # RNNRT_MAX_IV
+        float fv[4]         # RNNRT_MAX_FV
 
     ctypedef struct rnnrt_call:
         int B, nthreads
@@ -63,7 +66,7 @@ cdef extern from "rnnrt.h" nogil:
         long bad_id_op
         unsigned long runs
 
-    int RNNRT_MAX_IO
+    int RNNRT_MAX_IO, RNNRT_MAX_W, RNNRT_MAX_IV, RNNRT_MAX_FV
     int rnnrt_recurrent_threads(const rnnrt_recurrent *r, int B, int T, int nthreads, int *how)
     long rnnrt_plan_work_floats(const rnnrt_op *ops, int n_ops, int B, const int *T, int nthreads)
     void rnnrt_plan_run(const rnnrt_op *ops, int n_ops, rnnrt_call *call)
@@ -264,6 +267,26 @@ cdef void set_act(rnnrt_act *a, tuple code):
     a.beta = code[2]
 
 
+cdef int set_generic(rnnrt_op *op, dict spec, list keep) except -1:
+    """The generic slots of an op (rnnrt.h): spec["w"] float32 arrays (None: absent),
+    spec["iv"] ints, spec["fv"] floats, in the order the kind's C file reads them."""
+    w, iv, fv = spec.get("w", ()), spec.get("iv", ()), spec.get("fv", ())
+    if len(w) > RNNRT_MAX_W or len(iv) > RNNRT_MAX_IV or len(fv) > RNNRT_MAX_FV:
+        raise ValueError(f"an op takes at most {RNNRT_MAX_W} weights, {RNNRT_MAX_IV} ints "
+                         f"and {RNNRT_MAX_FV} floats")
+    for j, arr in enumerate(w):
+        if arr is not None:
+            if not is_native_float32(<cnp.ndarray>arr):
+                raise ValueError(f"op weight {j} is not a float32 C-contiguous array")
+            keep.append(arr)
+        op.w[j] = fptr(arr)
+    for j, v in enumerate(iv):
+        op.iv[j] = v
+    for j, v in enumerate(fv):
+        op.fv[j] = v
+    return 0
+
+
 cdef enum:
     RNNRT_MAX_TIMES = 64    # time symbols (sequence inputs) a model may have; plan.py checks
 
@@ -329,6 +352,7 @@ cdef class Engine:
                 op.inner_mult = spec["inner"]["mult"]
                 for j in range(RNNRT_MAX_IO):
                     op.axis_len[j] = spec["axis_len"][j] if j < len(spec["axis_len"]) else 0
+            set_generic(op, spec, self.keep)
             if "rec" in spec:
                 r = spec["rec"]
                 op.rec.cell, op.rec.D, op.rec.G = r["cell"], r["D"], r["G"]

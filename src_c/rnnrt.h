@@ -152,6 +152,9 @@ enum rnnrt_op_kind {
 };
 
 #define RNNRT_MAX_IO 5
+#define RNNRT_MAX_W 4                /* generic weight slots of an op */
+#define RNNRT_MAX_IV 12              /* generic integer attributes */
+#define RNNRT_MAX_FV 4               /* generic float attributes */
 
 typedef struct {
     int kind;
@@ -172,6 +175,12 @@ typedef struct {
     int outer_b, outer_t, inner_b, inner_t;
     long outer_mult, inner_mult;
     int axis_len[RNNRT_MAX_IO];
+    /* Kinds added since carry their weights and attributes here, by index: each kind's C
+     * file names the indices it reads (an enum beside its kernel), and its layer module
+     * (rnnrt/layers/) fills them in the same order. */
+    const float *w[RNNRT_MAX_W];
+    long iv[RNNRT_MAX_IV];
+    float fv[RNNRT_MAX_FV];
 } rnnrt_op;
 
 typedef struct {
