@@ -55,8 +55,8 @@ def describe(model) -> str:
     lines.append("outputs:")
     lines += [f"  {o.name:<16} {o.dtype:<8} {_fmt_shape(o.shape)}" for o in model.outputs]
     lines.append(f"parameters: {total:,}")
-    streamable = all(d == "forward" for (*_, d) in p.recurrent)
-    lines.append(f"streamable: {'yes' if streamable else 'no (has reverse/bidirectional layers)'}")
+    why = model.step_refusal()
+    lines.append(f"streamable: {'yes' if why is None else 'no: ' + why}")
     return "\n".join(lines)
 
 

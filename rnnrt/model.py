@@ -351,6 +351,14 @@ class Model:
     def __call__(self, x) -> np.ndarray:
         return self.run(x)[0]
 
+    def step_refusal(self) -> str | None:
+        """Why stream() would refuse this model, or None when it can run step by step."""
+        try:
+            _step_spec(self)
+        except InputError as e:
+            return str(e)
+        return None
+
     def stream(self, batch_size: int = 1, state=None) -> "Stream":
         """A stateful stream over forward-only models: one time step per step() call.
         state: where to start, a snapshot (bytes from Stream.snapshot() or
@@ -419,6 +427,8 @@ class _StepSpec:
             if direction != "forward":
                 raise InputError(f"recurrent layer {name!r} is {direction}: step() needs "
                                  f"forward-only layers (a {direction} layer reads the future)")
+        for name, why in p.step_refusals:
+            raise InputError(f"layer {name!r} cannot run step by step: {why}")
         n_inputs = len(p.inputs)
         state_slots = _state_slots(p)
         for op, (name, *_) in zip((o for o in p.ops if "rec" in o), p.recurrent):

@@ -51,6 +51,7 @@ class Plan:
     recurrent: list        # (layer name, cell, D, H, S, direction) per recurrent op
     num_times: int         # how many time symbols the inputs bring
     state_keys: list       # (h key, c key or None) per recurrent op: Stream.state's keys
+    step_refusals: list    # (layer name, why) per layer that cannot run step by step
 
     def slot_bytes(self, B: int, Ts, skip=()) -> int:
         """Bytes of the slots (but the indices in `skip`) for batch B and time lengths Ts.
@@ -187,7 +188,7 @@ def _build(doc: dict, tensors: dict) -> Plan:
 
     if num_times > MAX_TIMES:
         raise FormatError(f"the graph has {num_times} sequence inputs; at most {MAX_TIMES}")
-    ops, recurrent, state_keys, names = [], [], [], set()
+    ops, recurrent, state_keys, names, refusals = [], [], [], set(), []
     for layer in doc["layers"]:
         if not isinstance(layer, dict) or layer.get("kind") not in KINDS:
             raise FormatError(f"unknown layer {layer!r:.200}")
@@ -201,6 +202,9 @@ def _build(doc: dict, tensors: dict) -> Plan:
         _check_params(layer, tensors)
         op = KINDS[kind].plan_op(layer, tensors, read, define)
         op["kind"] = KINDS[kind].OP_CODE
+        why = KINDS[kind].step_refusal(layer)
+        if why is not None:
+            refusals.append((layer["name"], why))
         if kind == "Recurrent":
             recurrent.append(op.pop("_info"))
             state_keys.append(op.pop("_state_keys"))
@@ -216,7 +220,7 @@ def _build(doc: dict, tensors: dict) -> Plan:
         if name not in index:
             raise FormatError(f"graph output {name!r} is not produced by any layer")
         outputs.append(index[name])
-    p = Plan(slots, ops, inputs, outputs, recurrent, num_times, state_keys)
+    p = Plan(slots, ops, inputs, outputs, recurrent, num_times, state_keys, refusals)
     # Fixed axes (up to 2**31 - 1 each) can make even one row of one step too big to run.
     limits.check_fits(p.slot_bytes(1, [1] * num_times) + p.state_bytes(1),
                       "the graph: one sequence of one step", FormatError)

@@ -55,6 +55,18 @@ def test_info_and_run_commands(sensor, tmp_path):
     np.testing.assert_allclose(got, np.load(os.path.join(SENSOR, "expected.npy")), atol=1e-5)
 
 
+def test_info_says_why_a_model_cannot_stream(tmp_path):
+    # An encoder-decoder: the decoder starts from the encoder's final state, which exists
+    # only after the whole input is read (stream() refuses it; info must say so too).
+    fix = os.path.join(os.path.dirname(__file__), "fixtures", "keras", "seq2seq_lstm")
+    dst = tmp_path / "ed.rnnrt"
+    rnnrt.convert(fix + ".weights.npz", str(dst), config=fix + ".json")
+    info = sh("-m", "rnnrt.cli", "info", str(dst))
+    assert info.returncode == 0, info.stderr
+    assert "streamable: no: recurrent layer" in info.stdout
+    assert "cannot be stepped" in info.stdout
+
+
 def test_cli_reports_errors_without_traceback(tmp_path):
     bad = tmp_path / "bad.rnnrt"
     bad.write_bytes(b"not a model at all")

@@ -140,16 +140,20 @@ def test_stream_matches_run(name, converted):
     seqs = sequence_inputs(graph)
     B, T = feeds[seqs[0]].shape[:2]
     states = initial_states(graph)
+    refusal = model.step_refusal()    # what `rnnrt info` reports
     if not graph.streamable:
-        with pytest.raises(InputError, match="forward"):
+        with pytest.raises(InputError, match="forward") as e:
             model.stream(batch_size=B)
+        assert refusal == str(e.value)
         return
     if any(src not in feeds for _, _, src in states):
         # A state computed by a layer (an encoder's final state) exists only after the
         # whole input has been read.
-        with pytest.raises(InputError, match="cannot be stepped"):
+        with pytest.raises(InputError, match="cannot be stepped") as e:
             model.stream(batch_size=B)
+        assert refusal == str(e.value)
         return
+    assert refusal is None
     stream = model.stream(batch_size=B)
 
     def start():

@@ -9,8 +9,6 @@ from .reading import act_code, row_op
 
 
 @dataclass
-
-
 class Activation(Unary):
     """out = act(x): elementwise, or softmax / log_softmax over the last axis."""
     name: str

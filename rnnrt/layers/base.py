@@ -43,8 +43,6 @@ ROW_WISE = ("softmax", "log_softmax")
 
 
 @dataclass(frozen=True)
-
-
 class Act:
     """An elementwise (or row-wise) activation with its two parameters."""
     name: str
@@ -95,6 +93,13 @@ class Layer:
 
     def validate(self):
         pass
+
+    @staticmethod
+    def step_refusal(layer: dict) -> str | None:
+        """Why a layer of this kind (its graph document entry) cannot run step by step, or
+        None when it can: a kind that reads the future, or keeps state a stream does not
+        carry, says so here and Model.stream() refuses the model naming the layer."""
+        return None
 
     def pack(self) -> dict:
         """Kernel-ready tensors by role: the weights as they are, float32 and contiguous."""

@@ -12,8 +12,6 @@ MAX_CONCAT_INPUTS = 5     # the C op's input slots (RNNRT_MAX_IO); importers cha
 
 
 @dataclass
-
-
 class Concat(Layer):
     """out = xs joined along `axis` (of fixed size in each; the other axes equal): stacked
     layers' final states, as PyTorch returns them."""

@@ -11,8 +11,6 @@ from .reading import act_code, attr, fail, lookup, rows_of, tensor
 
 
 @dataclass
-
-
 class Dense(Unary):
     """out = act(x @ kernel + bias) over the last axis. kernel (in, out), bias (out,)."""
     name: str

@@ -11,8 +11,6 @@ from .reading import attr, fail, lookup, rows_of, sequence_time
 
 
 @dataclass
-
-
 class Embedding(Layer):
     """out[..., :] = table[ids[...]]; ids int64 in [0, V). mask (optional) = ids != 0."""
     name: str

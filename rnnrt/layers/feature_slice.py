@@ -9,8 +9,6 @@ from .reading import attr, fail, row_op
 
 
 @dataclass
-
-
 class FeatureSlice(Unary):
     """out = x[..., start:stop] (last axis)."""
     name: str

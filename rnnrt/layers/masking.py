@@ -10,8 +10,6 @@ from .reading import BATCH, attr, features, sequence_time, time_index
 
 
 @dataclass
-
-
 class Masking(Layer):
     """mask[b, t] = any(x[b, t, :] != mask_value); out = x * mask (batch-major x)."""
     name: str

@@ -13,8 +13,6 @@ MERGE_CODES = {"sum": 0, "mul": 1, "ave": 2}        # MERGE_* in src_c/rnnrt.h
 
 
 @dataclass
-
-
 class MergeDirections(Unary):
     """x's last axis holds `parts` equal halves [p0 | p1 ...]; out = their sum / product /
     mean (mode sum, mul, ave) over the last axis."""

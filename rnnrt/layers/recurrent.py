@@ -91,8 +91,6 @@ Y_LAYOUT_CODES = {"btf": 0, "btdh": 0, "tbf": 1, "tdbh": 2}
 
 
 @dataclass
-
-
 class Recurrent(Layer):
     name: str
     cell: str                       # "rnn" | "lstm" | "gru"

@@ -9,8 +9,6 @@ from .reading import attr, axis_op, fail, fixed_axis
 
 
 @dataclass
-
-
 class Slice(Unary):
     """out = x[start:stop] along `axis` of x (an axis of fixed size, not batch or time):
     one layer's states out of a stacked (layers*directions, batch, hidden) state input."""

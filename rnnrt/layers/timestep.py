@@ -9,8 +9,6 @@ from .reading import BATCH, attr, features, sequence_time, time_index
 
 
 @dataclass
-
-
 class TimeStep(Unary):
     """out = x[:, index] (batch-major) or x[index] (time-major); negative index from the end."""
     name: str
